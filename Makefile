@@ -1,0 +1,33 @@
+# Two commands matter: `make demo` (the whole pipeline on demo data) and `make test`.
+# Both install the pinned stack into .venv first if it is not there yet.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.slimext-installed
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# paddleslim 2.6.0 pins opencv 4.6.0.66 while paddledet wants <=4.6.0, so it goes in
+# with --no-deps after the rest; constraints.txt holds the pins that were measured to work.
+$(STAMP): requirements.txt requirements-extra.txt constraints.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt -r requirements.txt
+	$(PIP) install -q --no-deps paddleslim==2.6.0
+	$(PIP) install -q -c constraints.txt $$(grep -v '^#' requirements-extra.txt | grep -v paddleslim)
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+demo: install
+	$(PY) -m slimext.demo --workdir demo_output
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf demo_output output output_inference .pytest_cache

@@ -1,0 +1,17 @@
+"""slimext: residual-aware quantization-aware training for PaddleDetection models.
+
+Importing the package registers its slim classes with ppdet's workspace, so a slim YAML
+can say `slim: ResidualQAT` and the stock ppdet tools build it.
+"""
+__version__ = "0.1.0"
+
+
+def register_with_ppdet():
+    """Import the modules whose classes carry ppdet's @register (idempotent)."""
+    from slimext import slim  # noqa: F401
+
+
+try:
+    register_with_ppdet()
+except ImportError as error:  # paddle or ppdet missing: keep the pure-python parts usable
+    _IMPORT_ERROR = error

@@ -1,0 +1,63 @@
+"""Train a detector with ppdet's Trainer, optionally wrapped by a slim method (QAT, ...)."""
+from slimext.commands.common import (UserError, load_detection_config, make_parser,
+                                     parse_flags, run_command, weights_path)
+
+
+def build_parser():
+    parser = make_parser(__doc__)
+    parser.add_argument("--eval", action="store_true", help="evaluate after each snapshot")
+    parser.add_argument("-r", "--resume", default=None, help="checkpoint to resume from")
+    parser.add_argument("--slim_config", default=None, help="slim method config (QAT, PTQ, ...)")
+    parser.add_argument("--output_dir", default=None, help="where checkpoints go (save_dir)")
+    parser.add_argument("--use_vdl", action="store_true", help="log scalars to VisualDL")
+    parser.add_argument("--vdl_log_dir", default="vdl_log_dir/scalar")
+    parser.add_argument("--save_prediction_only", action="store_true")
+    parser.add_argument("--seed", type=int, default=None, help="fix random seeds")
+    return parser
+
+
+def prepare_trainer(flags, cfg):
+    """Build model (and slim wrapper), load weights: everything before the first step."""
+    from ppdet.engine import Trainer, set_random_seed
+    from ppdet.slim import build_slim_model
+    from ppdet.core.workspace import merge_config
+
+    from slimext.runtime import install_atomic_checkpoints
+
+    install_atomic_checkpoints()
+    if flags.seed is not None:
+        set_random_seed(flags.seed)
+    if flags.resume:
+        weights_path(flags.resume, "resume checkpoint")
+    if cfg.get("pretrain_weights") and not flags.resume:
+        cfg.pretrain_weights = weights_path(cfg.pretrain_weights, "pretrain_weights")
+    if flags.slim_config:
+        cfg = build_slim_model(cfg, flags.slim_config)
+        merge_config(flags.opt)  # -o wins over the slim config, as in ppdet
+    trainer = Trainer(cfg, mode="train")
+    if flags.resume:
+        trainer.resume_weights(flags.resume)
+    elif cfg.get("pretrain_weights") and not flags.slim_config:
+        trainer.load_weights(cfg.pretrain_weights)
+    return trainer
+
+
+@run_command
+def main(argv=None):
+    from ppdet.utils.cli import merge_args
+
+    flags = parse_flags(build_parser(), argv)
+    cfg = load_detection_config(flags, mode="train")
+    merge_args(cfg, flags, exclude_args=["config", "opt", "slim_config", "output_dir", "seed"])
+    if flags.output_dir:
+        cfg.save_dir = flags.output_dir
+    if flags.eval:
+        from slimext.commands.common import check_dataset
+
+        check_dataset(cfg, "eval")
+    trainer = prepare_trainer(flags, cfg)
+    trainer.train(flags.eval)
+
+
+if __name__ == "__main__":
+    main()

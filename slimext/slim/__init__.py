@@ -1,0 +1,1 @@
+"""ppdet slim classes provided by slimext (registered on import)."""
