@@ -163,7 +163,8 @@ def check_dataset(cfg, mode):
 
 def weights_path(weights, what="weights"):
     """Local .pdparams path for a weights setting; URLs must already be in ppdet's cache."""
-    from ppdet.utils.download import WEIGHTS_HOME, is_url, map_path
+    from ppdet.utils.checkpoint import is_url
+    from ppdet.utils.download import WEIGHTS_HOME, map_path
 
     if not weights:
         raise UserError("no {0} given: pass -o {0}=path/to/model (.pdparams)".format(what))
