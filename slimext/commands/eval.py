@@ -1,0 +1,85 @@
+"""Evaluate a trained detector on its EvalDataset with ppdet's Trainer (COCO/VOC metric)."""
+from slimext.commands.common import (UserError, load_detection_config, make_parser,
+                                     parse_flags, run_command, weights_path)
+
+
+def build_parser():
+    parser = make_parser(__doc__)
+    parser.add_argument("--slim_config", default=None,
+                        help="slim config the weights were trained with (QAT, PTQ, ...)")
+    parser.add_argument("--output_eval", default=None,
+                        help="folder for the prediction json (bbox.json)")
+    parser.add_argument("--json_eval", action="store_true",
+                        help="score the bbox.json already in --output_eval, no model run")
+    parser.add_argument("--classwise", action="store_true", help="print AP per class")
+    parser.add_argument("--save_prediction_only", action="store_true",
+                        help="write predictions, skip the metric")
+    return parser
+
+
+def _metric_capture():
+    """A ppdet callback that keeps the metric results: evaluate() resets them right after."""
+    from ppdet.engine.callbacks import Callback
+
+    class MetricCapture(Callback):
+        def __init__(self, trainer):
+            super().__init__(trainer)
+            self.results = {}
+
+        def on_epoch_end(self, status):
+            if status.get("mode") == "eval":
+                for metric in self.model._metrics:
+                    self.results.update(metric.get_results() or {})
+
+    return MetricCapture
+
+
+def evaluate_detector(cfg, slim_config=None):
+    """Run cfg.weights over the EvalDataset; return the metric results (e.g. {'bbox': [...]}).
+
+    For COCO, results['bbox'][0] is mAP@[.5:.95] and [1] is mAP@.5.
+    """
+    from ppdet.engine import Trainer
+    from ppdet.slim import build_slim_model
+
+    cfg.weights = weights_path(cfg.get("weights"))
+    if slim_config:
+        # The slim model is built (and its weights loaded) here, as in ppdet's own eval.
+        cfg = build_slim_model(cfg, slim_config, mode="eval")
+    trainer = Trainer(cfg, mode="eval")
+    capture = _metric_capture()(trainer)
+    trainer.register_callbacks([capture])
+    trainer.load_weights(cfg.weights)
+    trainer.evaluate()
+    return capture.results
+
+
+def score_saved_predictions(cfg, output_eval):
+    """Score prediction json files written by an earlier run (ppdet's --json_eval)."""
+    import os
+
+    from ppdet.core.workspace import create
+    from ppdet.metrics.coco_utils import json_eval_results
+
+    folder = output_eval or "."
+    if not os.path.isfile(os.path.join(folder, "bbox.json")):
+        raise UserError("--json_eval needs {} (run eval with --output_eval {} first)".format(
+            os.path.join(folder, "bbox.json"), folder))
+    json_eval_results(cfg.metric, json_directory=folder, dataset=create("EvalDataset")())
+
+
+@run_command
+def main(argv=None):
+    from ppdet.utils.cli import merge_args
+
+    flags = parse_flags(build_parser(), argv)
+    cfg = load_detection_config(flags, mode="eval")
+    merge_args(cfg, flags, exclude_args=["config", "opt", "slim_config", "json_eval"])
+    if flags.json_eval:
+        score_saved_predictions(cfg, flags.output_eval)
+        return
+    evaluate_detector(cfg, flags.slim_config)
+
+
+if __name__ == "__main__":
+    main()
