@@ -1,0 +1,1 @@
+"""Deployment side: run exported detectors with Paddle Inference, time them, score them."""

@@ -1,0 +1,116 @@
+"""Paddle Inference predictor for a detector exported by ppdet (tools/export_model.py).
+
+    predictor = DetectorPredictor("output_inference/picodet_xs_192_demo_lcnet", "onednn")
+    result = predictor.predict(load_image("a.png"))   # Detections: boxes [N, 6], labels
+
+Boxes are rows of (class, score, x1, y1, x2, y2) in original image pixels.
+"""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import yaml
+
+from slimext.deploy.preprocess import Preprocess
+
+MODEL_FILES = ("model.pdmodel", "model.pdiparams", "infer_cfg.yml")
+
+
+def _plain_cpu(config):
+    config.disable_mkldnn()
+
+
+def _onednn_fp32(config):
+    config.enable_mkldnn()
+
+
+def _onednn_int8(config):
+    # The INT8 passes read the scales of a QDQ (QAT-exported) program; a float export
+    # carries none and stays float.
+    config.enable_mkldnn()
+    config.enable_mkldnn_int8()
+
+
+# How each precision configures Paddle Inference on CPU.
+PRECISIONS = {"fp32": _plain_cpu, "onednn": _onednn_fp32, "int8": _onednn_int8}
+
+
+@dataclass
+class Detections:
+    boxes: np.ndarray          # [N, 6]: class, score, x1, y1, x2, y2
+    labels: list               # class names, index = class id
+
+    def above(self, threshold):
+        return Detections(self.boxes[self.boxes[:, 1] >= threshold], self.labels)
+
+
+def check_model_dir(model_dir):
+    """Raise FileNotFoundError naming the missing file of an export folder."""
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError("model directory {!r} does not exist (export one with "
+                                "tools/export_model.py)".format(model_dir))
+    for name in MODEL_FILES:
+        if not os.path.isfile(os.path.join(model_dir, name)):
+            raise FileNotFoundError("{!r} has no {} (is it a tools/export_model.py output "
+                                    "folder?)".format(model_dir, name))
+
+
+def create_config(model_dir, precision="fp32", cpu_threads=2):
+    from paddle import inference
+
+    if precision not in PRECISIONS:
+        raise ValueError("precision {!r} unknown; choose one of {}".format(
+            precision, ", ".join(PRECISIONS)))
+    config = inference.Config(os.path.join(model_dir, "model.pdmodel"),
+                              os.path.join(model_dir, "model.pdiparams"))
+    config.disable_gpu()
+    config.set_cpu_math_library_num_threads(cpu_threads)
+    config.switch_ir_optim(True)
+    config.enable_memory_optim()
+    config.disable_glog_info()
+    PRECISIONS[precision](config)
+    return config
+
+
+class DetectorPredictor:
+    def __init__(self, model_dir, precision="fp32", cpu_threads=2):
+        from paddle import inference
+
+        check_model_dir(model_dir)
+        with open(os.path.join(model_dir, "infer_cfg.yml")) as f:
+            self.infer_cfg = yaml.safe_load(f)
+        self.model_dir = model_dir
+        self.precision = precision
+        self.labels = list(self.infer_cfg.get("label_list", []))
+        self.preprocess = Preprocess(self.infer_cfg["Preprocess"])
+        self.predictor = inference.create_predictor(
+            create_config(model_dir, precision, cpu_threads))
+        self.input_names = self.predictor.get_input_names()
+        self.output_names = self.predictor.get_output_names()
+
+    def run_raw(self, inputs):
+        """Feed the inputs the program declares; return every output as numpy, in order."""
+        for name in self.input_names:
+            handle = self.predictor.get_input_handle(name)
+            array = np.ascontiguousarray(inputs[name])
+            handle.reshape(array.shape)
+            handle.copy_from_cpu(array)
+        self.predictor.run()
+        return [self.predictor.get_output_handle(name).copy_to_cpu()
+                for name in self.output_names]
+
+    def run(self, inputs):
+        """Boxes [N, 6] (class, score, x1, y1, x2, y2) and box counts per image."""
+        outputs = self.run_raw(inputs)
+        if len(outputs) < 2:
+            raise ValueError("{} gives raw head outputs (exported with export.benchmark=True "
+                             "or without NMS); it has no boxes to return".format(self.model_dir))
+        boxes, counts = outputs[0], outputs[1]
+        return boxes.reshape(-1, 6), counts.reshape(-1)
+
+    def predict(self, image):
+        """One RGB uint8 image -> Detections in that image's pixels."""
+        boxes, counts = self.run(self.preprocess(image))
+        boxes = boxes[:int(counts[0])]
+        # Without detections Paddle's NMS pads one row of class -1.
+        return Detections(boxes[boxes[:, 0] >= 0], self.labels)
