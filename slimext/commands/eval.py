@@ -29,7 +29,8 @@ def _metric_capture():
         def on_epoch_end(self, status):
             if status.get("mode") == "eval":
                 for metric in self.model._metrics:
-                    self.results.update(metric.get_results() or {})
+                    for key, stats in (metric.get_results() or {}).items():
+                        self.results[key] = [float(x) for x in stats]  # numpy -> plain
 
     return MetricCapture
 
@@ -68,8 +69,8 @@ def score_saved_predictions(cfg, output_eval):
     json_eval_results(cfg.metric, json_directory=folder, dataset=create("EvalDataset")())
 
 
-@run_command
-def main(argv=None):
+def run(argv):
+    """The command without its error handling; returns the metric results (or None)."""
     from ppdet.utils.cli import merge_args
 
     flags = parse_flags(build_parser(), argv)
@@ -77,8 +78,13 @@ def main(argv=None):
     merge_args(cfg, flags, exclude_args=["config", "opt", "slim_config", "json_eval"])
     if flags.json_eval:
         score_saved_predictions(cfg, flags.output_eval)
-        return
-    evaluate_detector(cfg, flags.slim_config)
+        return None
+    return evaluate_detector(cfg, flags.slim_config)
+
+
+@run_command
+def main(argv=None):
+    run(argv)
 
 
 if __name__ == "__main__":

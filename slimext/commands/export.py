@@ -60,12 +60,16 @@ def _replace_dir(new, target):
         shutil.rmtree(old, ignore_errors=True)
 
 
-@run_command
-def main(argv=None):
+def run(argv):
+    """The command without its error handling; returns the export folder."""
     flags = parse_flags(build_parser(), argv)
     cfg = load_detection_config(flags, mode="test")
-    target = export_detector(cfg, flags.output_dir, flags.slim_config)
-    print("exported to {}".format(target))
+    return export_detector(cfg, flags.output_dir, flags.slim_config)
+
+
+@run_command
+def main(argv=None):
+    print("exported to {}".format(run(argv)))
 
 
 if __name__ == "__main__":
