@@ -1,1 +1,2 @@
 """ppdet slim classes provided by slimext (registered on import)."""
+from slimext.slim.residual_qat import ResidualQAT  # noqa: F401

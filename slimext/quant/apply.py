@@ -1,0 +1,105 @@
+"""Put a plan's join quantizers into a model: one fake-quant layer per QuantizerSpec.
+
+The quantizer layers live in `model.slimext_join_quantizers` (so checkpoints, `-r` resume
+and `to_static` export carry their scales); a `JoinQuantizerHandler` calls them at the
+planned sites whenever the model runs. Shared groups are one layer object used at several
+places: one scale by construction, not by copying numbers.
+"""
+import re
+from contextlib import contextmanager
+
+import paddle
+from paddle.nn.quant.quant_layers import FakeQuantMovingAverageAbsMax
+
+from slimext.quant import interception
+from slimext.quant.interception import FrameStack
+
+QUANTIZERS_ATTR = "slimext_join_quantizers"
+
+
+def quantizer_key(name):
+    """A state-dict friendly key for a quantizer name like 'neck:add#0/in1'."""
+    return re.sub(r"[^0-9a-zA-Z_]", "_", name)
+
+
+class JoinSignatureError(RuntimeError):
+    """The model ran a different op at a planned site than it did during discovery."""
+
+
+class JoinQuantizerHandler:
+    def __init__(self, model, plan, quantizers, moving_rate=0.9):
+        self.plan = plan
+        self.quantizers = quantizers
+        self.sites = {p.site: p for p in plan.active_joins()}
+        self.stack = FrameStack(model)
+        self.monitor = None
+        self._forced = False
+        self._root_hooks = [model.register_forward_pre_hook(self._activate),
+                            model.register_forward_post_hook(self._deactivate)]
+
+    def _activate(self, _layer, _inputs):
+        if self in interception._HANDLERS:
+            interception._HANDLERS.remove(self)
+        interception.install()
+        interception._HANDLERS.append(self)
+        return None
+
+    def _deactivate(self, _layer, _inputs, _outputs):
+        if self in interception._HANDLERS and not self._forced:
+            interception._HANDLERS.remove(self)
+        return None
+
+    @contextmanager
+    def forced(self):
+        """Active without the model's own call (to_static traces `forward` directly)."""
+        self._forced = True
+        self.stack.frames.clear()
+        try:
+            with interception.handling(self):
+                yield self
+        finally:
+            self._forced = False
+            self.stack.frames.clear()
+
+    def on_join(self, kind, operands, compute):
+        site = self.stack.top().next_site(kind)
+        placement = self.sites.get(site)
+        if placement is None:
+            return compute(operands)
+        signature = (kind, tuple(len(op.shape) if hasattr(op, "shape") else 0 for op in operands))
+        if signature != placement.signature:
+            raise JoinSignatureError(
+                "join {} ran as {} but was planned as {}: the model takes a different path "
+                "than during discovery; pass example_inputs that follow the training path "
+                "or skip this join with a rule {{match: '{}', skip: true}}".format(
+                    site, signature, placement.signature, site))
+        quantized = list(operands)
+        for index, name in placement.inputs.items():
+            quantized[index] = self._quantize(name, operands[index])
+        result = compute(quantized)
+        if placement.output is not None:
+            result = self._quantize(placement.output, result)
+        return result
+
+    def _quantize(self, name, tensor):
+        out = self.quantizers[quantizer_key(name)](tensor)
+        if self.monitor is not None:
+            self.monitor.observe(name, tensor, out)
+        return out
+
+    def remove(self):
+        for handle in self._root_hooks:
+            handle.remove()
+        self.stack.remove()
+        if self in interception._HANDLERS:
+            interception._HANDLERS.remove(self)
+
+
+def attach_join_quantizers(model, plan, moving_rate=0.9):
+    """Create the plan's quantizer layers inside `model` and start routing joins to them."""
+    quantizers = paddle.nn.LayerDict()
+    for spec in plan.quantizers.values():
+        quantizers[quantizer_key(spec.name)] = FakeQuantMovingAverageAbsMax(
+            name=quantizer_key(spec.name), moving_rate=moving_rate, quant_bits=spec.bits)
+    setattr(model, QUANTIZERS_ATTR, quantizers)
+    return JoinQuantizerHandler(model, plan, quantizers, moving_rate)

@@ -1,0 +1,75 @@
+"""Backend profiles: where each deployment runtime needs quantizers at a join.
+
+A profile is data: one `PlacementRule` per join kind and the bit widths its INT8 passes
+can execute. Plans are built from these tables; nothing else in slimext branches on the
+backend's name.
+"""
+from dataclasses import dataclass
+from typing import Tuple
+
+INPUT_CHOICES = ("all", "skip", "none")
+SHARE_CHOICES = ("none", "all")
+
+
+@dataclass(frozen=True)
+class PlacementRule:
+    """Quantizers at one kind of join.
+
+    inputs: "all" activation inputs, only the "skip" (residual/identity) input, or "none".
+    output: whether the join's output gets a quantizer.
+    share:  "all" makes every quantizer of the join one object (one scale), "none" keeps
+            one quantizer per place.
+    """
+    inputs: str
+    output: bool
+    share: str
+
+
+@dataclass(frozen=True)
+class BackendProfile:
+    name: str
+    description: str
+    add: PlacementRule
+    concat: PlacementRule
+    executable_bits: Tuple[int, ...]
+
+    def rule_for(self, kind):
+        # A subtraction is placed like an addition: same fused kernels, same scale needs.
+        return self.concat if kind == "concat" else self.add
+
+
+BACKENDS = {
+    "onednn": BackendProfile(
+        name="onednn",
+        description="Paddle Inference on CPU with oneDNN INT8: an add fused into the conv "
+                    "before it runs INT8 only when its residual input and its output have "
+                    "scales; inputs may keep their own scales; concat takes one scale.",
+        add=PlacementRule(inputs="all", output=True, share="none"),
+        concat=PlacementRule(inputs="all", output=True, share="all"),
+        executable_bits=(8,),
+    ),
+    "tensorrt": BackendProfile(
+        name="tensorrt",
+        description="TensorRT: QDQ only on the skip input of a residual add so conv + add "
+                    "fuse; concat inputs and output share one scale (no requantization).",
+        add=PlacementRule(inputs="skip", output=False, share="none"),
+        concat=PlacementRule(inputs="all", output=True, share="all"),
+        executable_bits=(8,),
+    ),
+    "shared": BackendProfile(
+        name="shared",
+        description="Accelerators that cannot rescale inside a join (many NPUs): every "
+                    "input and the output of a join share one scale.",
+        add=PlacementRule(inputs="all", output=True, share="all"),
+        concat=PlacementRule(inputs="all", output=True, share="all"),
+        executable_bits=(8,),
+    ),
+}
+
+
+def get_backend(name):
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise ValueError("unknown backend {!r}: choose one of {}".format(
+            name, ", ".join(sorted(BACKENDS))))

@@ -1,0 +1,137 @@
+"""Export a ResidualQAT model as a Paddle Inference QDQ program that INT8 passes accept.
+
+Steps: trace with the join quantizers active -> drop fake-quant ops whose bit width the
+backend cannot execute (that region stays float, with a warning) -> convert fake-quant
+ops to quantize_linear/dequantize_linear with INT8 weight storage -> validate -> write to
+a temporary name and rename into place, so an existing export survives any failure.
+"""
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import paddle
+
+from slimext.quant.apply import quantizer_key
+from slimext.quant.backends import get_backend
+from slimext.quant.validate import FAKE_QDQ_TYPES, validate_program
+
+logger = logging.getLogger("slimext.export")
+
+SIDECAR = "quant_plan.json"
+
+
+def _drop_fake_quant(program, fetch_targets, keep_bits):
+    """Remove fake quant-dequant ops with unsupported bits; return the scale vars dropped."""
+    dropped = []
+    block = program.global_block()
+    for index in reversed(range(len(block.ops))):
+        op = block.ops[index]
+        if op.type not in FAKE_QDQ_TYPES or op.attr("bit_length") in keep_bits:
+            continue
+        source, target = op.input("X")[0], op.output("Out")[0]
+        for other in block.ops:
+            if target in other.input_arg_names:
+                other._rename_input(target, source)
+        for i, var in enumerate(fetch_targets):
+            if var.name == target:
+                fetch_targets[i] = block.var(source)
+        dropped.append((op.output("OutScale")[0], op.attr("bit_length")))
+        block._remove_op(index)
+    program._sync_with_cpp()
+    return dropped
+
+
+def _to_qdq(program, scope, place):
+    from paddle.base import core
+    from paddle.base.framework import IrGraph
+    from paddle.static.quantization import QuantWeightPass, ReplaceFakeQuantDequantPass
+
+    graph = IrGraph(core.Graph(program.desc), for_test=True)
+    ReplaceFakeQuantDequantPass(scope, place).apply(graph)
+    QuantWeightPass(scope, place).apply(graph)
+    return graph.to_program()
+
+
+def _unwrap_static_forward(model):
+    """Forget an earlier to_static trace (e.g. ppdet's input pruning) made without our
+    quantizers, so the saved program is traced again with them."""
+    from paddle.jit.dy2static.program_translator import StaticFunction
+
+    forward = model.__dict__.get("forward")
+    if isinstance(forward, StaticFunction):
+        del model.__dict__["forward"]
+
+
+def _scale_vars(plan, handler):
+    return {spec.name: handler.quantizers[quantizer_key(spec.name)]._scale.name
+            for spec in plan.quantizers.values()}
+
+
+def _remove_act_preprocess(model):
+    """PACT clipping is a training aid; the exported program uses the learned scales."""
+    removed = []
+    for layer in model.sublayers():
+        if getattr(layer, "_act_preprocess", None) is not None:
+            removed.append((layer, layer._act_preprocess))
+            layer._act_preprocess = None
+    return removed
+
+
+def export_quantized_model(model, path, input_spec, plan, handler):
+    """Write `path`.pdmodel/.pdiparams (+ quant_plan.json beside them); returns a report."""
+    backend = get_backend(plan.backend)
+    out_dir = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    os.makedirs(out_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=out_dir)
+    was_training = model.training
+    model.eval()
+    preprocess = _remove_act_preprocess(model)
+    try:
+        _unwrap_static_forward(model)
+        with handler.forced():
+            static_model = paddle.jit.to_static(model, input_spec=input_spec, full_graph=True)
+            paddle.jit.save(static_model, os.path.join(staging, "traced"), input_spec=input_spec)
+        report = _convert_and_validate(staging, base, plan, handler, backend)
+        for name in (base + ".pdmodel", base + ".pdiparams", SIDECAR):
+            os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
+    finally:
+        for layer, pre in preprocess:
+            layer._act_preprocess = pre
+        _unwrap_static_forward(model)
+        shutil.rmtree(staging, ignore_errors=True)
+        if was_training:
+            model.train()
+    return report
+
+
+def _convert_and_validate(staging, base, plan, handler, backend):
+    place = paddle.CPUPlace()
+    scope = paddle.static.Scope()
+    paddle.enable_static()
+    try:
+        with paddle.static.scope_guard(scope):
+            exe = paddle.static.Executor(place)
+            program, feeds, fetches = paddle.static.load_inference_model(
+                os.path.join(staging, "traced"), exe)
+            dropped = _drop_fake_quant(program, fetches, backend.executable_bits)
+            for scale_var, bits in dropped:
+                logger.warning("%s-bit quantizer %s cannot run on %s: that place is exported "
+                               "in float", bits, scale_var, backend.name)
+            program = _to_qdq(program, scope, place)
+            scale_vars = _scale_vars(plan, handler)
+            report = validate_program(program, scope, plan, scale_vars, backend)
+            report["float_regions"] = [{"scale": s, "bits": b} for s, b in dropped]
+            paddle.static.save_inference_model(
+                os.path.join(staging, base),
+                [program.global_block().var(n) for n in feeds], fetches, exe,
+                program=program, clip_extra=True)
+        sidecar = {"backend": backend.name, "scale_vars": scale_vars,
+                   "plan": plan.to_dict(), "report": report}
+        with open(os.path.join(staging, SIDECAR), "w") as f:
+            json.dump(sidecar, f, indent=1, default=str)
+    finally:
+        paddle.disable_static()
+    return report

@@ -1,0 +1,199 @@
+"""Find the joins of a model: ops that merge two or more activations (add, subtract, concat).
+
+One forward pass on example inputs with the interception active records every add /
+subtract / concat, where it ran (layer path, ordinal) and what produced each operand.
+An op is a join only when at least two operands are activations: tensors that depend on
+the model input (stop_gradient False, not parameters). Constant or bias adds, shape
+arithmetic and scalars are recorded as non-joins and never quantized.
+"""
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import paddle
+
+from slimext.quant.interception import FrameStack, handling
+
+# Layers whose output is the input of a quantized op: what makes a join worth quantizing.
+_QUANTIZABLE_CONSUMERS = ("Conv2D", "Linear", "QuantizedConv2D", "QuantizedLinear")
+
+
+@dataclass
+class Operand:
+    """One input of a join: what produced it and when (trace order; older = skip path)."""
+    producer: str
+    order: int
+    is_activation: bool
+    ndim: int
+
+
+@dataclass
+class JoinPoint:
+    """A place where activations merge, named `layer.path:kind#ordinal`."""
+    site: str
+    kind: str
+    layer_path: str
+    layer_type: str
+    operands: List[Operand]
+    output_order: int
+    consumers: List[str] = field(default_factory=list)
+    calls: int = 1
+    followed_by_quantizable: bool = True
+
+    @property
+    def activation_inputs(self):
+        return [i for i, op in enumerate(self.operands) if op.is_activation]
+
+
+    def skip_input(self):
+        """Index of the residual/identity operand: the activation produced earliest."""
+        inputs = self.activation_inputs
+        return min(inputs, key=lambda i: self.operands[i].order) if inputs else None
+
+    def signature(self):
+        return (self.kind, tuple(op.ndim for op in self.operands))
+
+
+def _is_tensor(value):
+    return isinstance(value, (paddle.Tensor, paddle.static.Variable))
+
+
+def _is_activation(value):
+    if not isinstance(value, paddle.Tensor):
+        return False
+    if isinstance(value, paddle.base.framework.EagerParamBase):
+        return False
+    return not value.stop_gradient
+
+
+def _flatten(value):
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _flatten(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _flatten(item)
+    elif _is_tensor(value):
+        yield value
+
+
+class JoinTracer:
+    """Interception handler that records joins during one traced forward."""
+
+    def __init__(self, model):
+        self.model = model
+        self.stack = FrameStack(model)
+        self.joins = {}
+        self.non_joins = []
+        self._producers = {}   # id(tensor) -> (producer, order)
+        self._alive = []       # keep traced tensors alive so their ids stay unique
+        self._order = 0
+        self._last_quantizable_call = 0
+        self._hooks = []
+        for path, layer in model.named_sublayers():
+            self._hooks.append(layer.register_forward_pre_hook(self._consumer_hook(path, layer)))
+            self._hooks.append(layer.register_forward_post_hook(self._producer_hook(path, layer)))
+
+    def _record(self, tensor, producer):
+        self._order += 1
+        self._producers[id(tensor)] = (producer, self._order)
+        self._alive.append(tensor)
+
+    def _consumer_hook(self, path, layer):
+        quantizable = type(layer).__name__ in _QUANTIZABLE_CONSUMERS
+
+        def hook(_layer, inputs):
+            if quantizable:
+                self._order += 1
+                self._last_quantizable_call = self._order
+            for tensor in _flatten(inputs):
+                if id(tensor) not in self._producers:
+                    self._record(tensor, "op before {}".format(path))
+                producer = self._producers[id(tensor)][0]
+                if producer in self.joins and path not in self.joins[producer].consumers:
+                    self.joins[producer].consumers.append(path)
+            return None
+
+        return hook
+
+    def _producer_hook(self, path, layer):
+        def hook(_layer, inputs, outputs):
+            for tensor in _flatten(outputs):
+                if id(tensor) not in self._producers:
+                    self._record(tensor, path)
+            return None
+
+        return hook
+
+    def on_join(self, kind, operands, compute):
+        frame = self.stack.top()
+        site = frame.next_site(kind)
+        result = compute(operands)
+        described = [self._describe(op, frame.path) for op in operands]
+        if sum(op.is_activation for op in described) < 2:
+            self.non_joins.append(site)
+            return result
+        self._record(result, site)
+        if site in self.joins:
+            self.joins[site].calls += 1
+        else:
+            layer_type = type(frame.layer).__name__ if frame.layer is not None else ""
+            self.joins[site] = JoinPoint(site, kind, frame.path, layer_type, described,
+                                         self._producers[id(result)][1])
+        return result
+
+    def _describe(self, value, frame_path):
+        if not _is_tensor(value):
+            return Operand("constant", 0, False, 0)
+        producer, order = self._producers.get(id(value), (None, 0))
+        if producer is None:
+            producer = "op in {}".format(frame_path or "<model>")
+            self._record(value, producer)
+            order = self._order
+        return Operand(producer, order, _is_activation(value), len(value.shape))
+
+    def mark_inputs(self, inputs):
+        for tensor in _flatten(inputs):
+            self._record(tensor, "<input>")
+
+    def finish(self):
+        """Joins after the last conv/linear (post-processing, loss) are not worth quantizing."""
+        for join in self.joins.values():
+            join.followed_by_quantizable = self._last_quantizable_call > join.output_order
+        return list(self.joins.values())
+
+    def close(self):
+        for handle in self._hooks:
+            handle.remove()
+        self.stack.remove()
+        self._alive = []
+
+
+def _as_activation_inputs(example_inputs):
+    """Copies of the floating-point example inputs that require grad (mark activations)."""
+    def convert(value):
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(convert(v) for v in value)
+        if isinstance(value, paddle.Tensor) and value.dtype in (paddle.float32, paddle.float64):
+            value = value.detach().clone()
+            value.stop_gradient = False
+        return value
+
+    return convert(example_inputs)
+
+
+def discover_joins(model, example_inputs):
+    """Run `model(*example_inputs)` once and return its JoinPoints in execution order.
+
+    The model's train/eval state is used as is: discover on the path you deploy.
+    """
+    inputs = _as_activation_inputs(list(example_inputs))
+    tracer = JoinTracer(model)
+    tracer.mark_inputs(inputs)
+    try:
+        with handling(tracer):
+            model(*inputs)
+        return tracer.finish()
+    finally:
+        tracer.close()

@@ -1,0 +1,117 @@
+"""Check a QDQ inference program before anyone deploys it.
+
+Refused: a scale that is zero, negative or not finite; a shared-scale group whose places
+are missing from the program; a planned join quantizer that never made it into the
+program; a weight-quantized conv/matmul whose activation input has no scale; a bit width
+the backend cannot execute.
+"""
+import json
+import os
+
+import numpy as np
+
+from slimext.quant.backends import get_backend
+
+FAKE_QDQ_TYPES = ("fake_quantize_dequantize_moving_average_abs_max",
+                  "fake_quantize_dequantize_abs_max",
+                  "fake_channel_wise_quantize_dequantize_abs_max")
+QDQ_TYPES = ("quantize_linear", "dequantize_linear")
+WEIGHTED_OPS = {"conv2d": ("Input", "Filter"), "depthwise_conv2d": ("Input", "Filter"),
+                "conv2d_transpose": ("Input", "Filter"), "matmul_v2": ("X", "Y"),
+                "matmul": ("X", "Y"), "mul": ("X", "Y")}
+
+
+class ExportValidationError(RuntimeError):
+    """The exported program would not run correctly in INT8; the message lists why."""
+
+    def __init__(self, problems):
+        self.problems = problems
+        super().__init__("quantized export refused ({} problem(s)):\n  - {}".format(
+            len(problems), "\n  - ".join(problems)))
+
+
+def _producers(block):
+    return {name: op for op in block.ops for name in op.output_arg_names}
+
+
+def _scale_value(scope, name):
+    var = scope.find_var(name)
+    if var is None:
+        return None
+    return np.array(var.get_tensor())
+
+
+def validate_program(program, scope, plan, scale_vars, backend):
+    block = program.global_block()
+    problems = []
+    producers = _producers(block)
+    qdq_ops = [op for op in block.ops if op.type in QDQ_TYPES]
+    scale_uses = {}
+    for op in qdq_ops:
+        scale_name = op.input("Scale")[0]
+        if op.attr("bit_length") not in backend.executable_bits:
+            problems.append("{} on {} has {} bits; {} executes {} bits".format(
+                op.type, op.input("X")[0], op.attr("bit_length"), backend.name,
+                "/".join(map(str, backend.executable_bits))))
+        value = _scale_value(scope, scale_name)
+        if value is None:
+            problems.append("{} on {} has no scale tensor {}".format(
+                op.type, op.input("X")[0], scale_name))
+        elif not np.all(np.isfinite(value)) or np.any(value <= 0):
+            problems.append("scale {} of {} is not finite and positive (min {})".format(
+                scale_name, op.input("X")[0], float(np.nanmin(value)) if value.size else "empty"))
+        if op.type == "quantize_linear":
+            scale_uses[scale_name] = scale_uses.get(scale_name, 0) + 1
+
+    for spec in plan.quantizers.values():
+        if spec.bits not in backend.executable_bits:
+            continue  # exported as float on purpose
+        uses = scale_uses.get(scale_vars.get(spec.name), 0)
+        if uses == 0:
+            problems.append("join quantizer {} is missing from the program".format(spec.name))
+        elif spec.shared and uses < len(spec.members):
+            problems.append("shared group {} has {} of its {} places in the program".format(
+                spec.name, uses, len(spec.members)))
+
+    for op in block.ops:
+        slots = WEIGHTED_OPS.get(op.type)
+        if slots is None:
+            continue
+        weight = producers.get(op.input(slots[1])[0])
+        if weight is None or weight.type != "dequantize_linear":
+            continue
+        activation = producers.get(op.input(slots[0])[0])
+        if activation is None or activation.type != "dequantize_linear":
+            problems.append("{} with INT8 weight {} has no scale on its input {}".format(
+                op.type, op.input(slots[1])[0], op.input(slots[0])[0]))
+
+    if problems:
+        raise ExportValidationError(problems)
+    weights = sum(1 for op in qdq_ops if op.type == "dequantize_linear"
+                  and producers.get(op.input("X")[0]) is None)
+    return {"qdq_pairs": len(qdq_ops) // 2, "int8_weights": weights,
+            "join_quantizers": len(plan.quantizers),
+            "shared_groups": len(plan.shared_groups)}
+
+
+def validate_saved_model(path_prefix):
+    """Validate an exported model on disk (uses the quant_plan.json written beside it)."""
+    import paddle
+
+    from slimext.quant.export import SIDECAR
+    from slimext.quant.plan import plan_from_dict
+
+    sidecar_path = os.path.join(os.path.dirname(os.path.abspath(path_prefix)), SIDECAR)
+    with open(sidecar_path) as f:
+        sidecar = json.load(f)
+    plan = plan_from_dict(sidecar["plan"])
+    scope = paddle.static.Scope()
+    paddle.enable_static()
+    try:
+        with paddle.static.scope_guard(scope):
+            exe = paddle.static.Executor(paddle.CPUPlace())
+            program, _, _ = paddle.static.load_inference_model(path_prefix, exe)
+            return validate_program(program, scope, plan, sidecar["scale_vars"],
+                                    get_backend(sidecar["backend"]))
+    finally:
+        paddle.disable_static()

@@ -1,0 +1,58 @@
+"""`slim: ResidualQAT` for ppdet slim YAML (used by tools/train.py, eval.py, export_model.py)."""
+from ppdet.core.workspace import register, serializable
+from ppdet.utils.logger import setup_logger
+
+from slimext.quant.qat import DEFAULT_QUANT_CONFIG
+from slimext.quant.qat import ResidualQAT as _ResidualQATCore
+
+logger = setup_logger(__name__)
+
+
+def _configured_input_shape():
+    """The TestReader's image shape, the deploy shape used to discover the joins."""
+    from ppdet.core.workspace import global_config
+
+    shape = (global_config.get("TestReader", {}).get("inputs_def", {}) or {}).get("image_shape")
+    if shape and len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape[1:]):
+        return [1] + list(shape[1:])
+    return [1, 3, 320, 320]
+
+
+@register
+@serializable
+class ResidualQAT(object):
+    """PaddleSlim QAT on conv/linear plus quantizers at residual adds and concats.
+
+    backend: onednn | tensorrt | shared (see docs/residual_qat.md)
+    quant_config: PaddleSlim's QAT config keys (weight/activation bits, PACT, ...)
+    rules: ordered per-layer / per-join rules, last match wins
+    """
+
+    def __init__(self, backend="onednn", quant_config=None, rules=None, input_shape=None,
+                 print_plan=True, monitor=None):
+        self.backend = backend
+        self.quant_config = dict(DEFAULT_QUANT_CONFIG, **(quant_config or {}))
+        self.rules = rules or []
+        self.input_shape = input_shape
+        self.print_plan = print_plan
+        self.monitor = monitor
+        self.core = None
+
+    def __call__(self, model):
+        self.core = _ResidualQATCore(backend=self.backend, quant_config=self.quant_config,
+                                     rules=self.rules,
+                                     input_shape=self.input_shape or _configured_input_shape(),
+                                     monitor=self.monitor)
+        model = self.core(model)
+        if self.print_plan:
+            logger.info("ResidualQAT plan\n{}".format(self.core.plan))
+        return model
+
+    @property
+    def plan(self):
+        return self.core.plan if self.core else None
+
+    def save_quantized_model(self, layer, path, input_spec=None, **config):
+        report = self.core.save_quantized_model(layer, path, input_spec=input_spec)
+        logger.info("ResidualQAT export: {}".format(report))
+        return report
