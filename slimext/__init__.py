@@ -9,6 +9,9 @@ __version__ = "0.1.0"
 def register_with_ppdet():
     """Import the modules whose classes carry ppdet's @register (idempotent)."""
     from slimext import slim  # noqa: F401
+    from slimext.compat import apply_ppdet_fixes
+
+    apply_ppdet_fixes()
 
 
 try:
