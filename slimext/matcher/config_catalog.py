@@ -1,0 +1,86 @@
+"""The detection configs shipped under configs/, with the architecture each one builds.
+
+Read with plain YAML (and `_BASE_` merging) rather than ppdet's loader, which merges
+every file it reads into one process-wide config.
+"""
+import glob
+import os
+from dataclasses import dataclass
+
+import yaml
+
+from slimext.matcher.diagnosis import ArchSignature, same_architecture
+
+DEFAULT_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "configs")
+_HEAD_DEFAULT_REG_MAX = 16  # PicoHead/PicoHeadV2 default when a config does not set it
+
+
+@dataclass
+class ShippedConfig:
+    path: str
+    signature: ArchSignature
+
+
+def read_yaml_with_bases(path):
+    with open(path) as f:
+        cfg = yaml.load(f, Loader=yaml.SafeLoader) or {}
+    merged = {}
+    for base in cfg.pop("_BASE_", []):
+        base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
+        _merge(merged, read_yaml_with_bases(base_path))
+    _merge(merged, cfg)
+    return merged
+
+
+def _merge(into, other):
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def signature_from_config(cfg):
+    """ArchSignature a config's YAML describes (PicoDet-style keys; others partly)."""
+    arch = cfg.get(cfg.get("architecture", ""), {}) or {}
+    backbone, neck, head = (cfg.get(arch.get(p, ""), {}) or {} for p in ("backbone", "neck",
+                                                                          "head"))
+    conv_feat = head.get("conv_feat", {}) or {}
+    return ArchSignature(
+        backbone=arch.get("backbone"),
+        backbone_scale=backbone.get("scale"),
+        neck_channels=neck.get("out_channels"),
+        head_channels=conv_feat.get("feat_out"),
+        head_num_convs=conv_feat.get("num_convs"),
+        num_classes=cfg.get("num_classes"),
+        reg_max=head.get("reg_max", _HEAD_DEFAULT_REG_MAX) if head else None)
+
+
+def shipped_configs(config_dir=DEFAULT_CONFIG_DIR):
+    """Every config under config_dir that names an architecture (bases excluded)."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(config_dir, "**", "*.yml"), recursive=True)):
+        if "_base_" in path.split(os.sep):
+            continue
+        try:
+            cfg = read_yaml_with_bases(path)
+        except (OSError, yaml.YAMLError):
+            continue
+        if cfg.get("architecture"):
+            found.append(ShippedConfig(os.path.relpath(path, os.path.dirname(config_dir)),
+                                       signature_from_config(cfg)))
+    return found
+
+
+def configs_matching(signature, config_dir=DEFAULT_CONFIG_DIR):
+    """Shipped configs whose architecture agrees with the signature in every stated field.
+
+    A backbone-only signature states no neck/head fields, so it never names a detector.
+    """
+    if signature.backbone is None or signature.neck_channels is None:
+        return []
+    return [c for c in shipped_configs(config_dir)
+            if c.signature.backbone == signature.backbone
+            and c.signature.neck_channels is not None
+            and same_architecture(c.signature, signature)]

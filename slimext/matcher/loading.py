@@ -1,0 +1,107 @@
+"""Load weights through the check, with one summary instead of ppdet's per-key log lines.
+
+`load_checked_weights(model, weights)` is the loader for any command. Inside
+`checked_ppdet_weight_loading(...)`, ppdet's own `load_pretrain_weight` (called by
+`build_slim_model` before the QAT wrapping and by `Trainer.load_weights`) runs through it.
+"""
+import contextlib
+import logging
+
+import numpy as np
+
+from slimext.matcher.check import check_weights
+from slimext.matcher.checkpoint_file import read_checkpoint
+from slimext.matcher.policy import ERROR, OK, WeightCheckPolicy
+
+logger = logging.getLogger("slimext.weight_check")
+PPDET_CHECKPOINT_LOGGER = "ppdet.utils.checkpoint"
+# Modules that bound `load_pretrain_weight` by name when ppdet imported them.
+_PPDET_LOADER_USERS = ("ppdet.slim", "ppdet.engine.trainer")
+
+
+class WeightCheckFailed(Exception):
+    """The verdict was `error`; `.report` holds the full WeightMatchReport."""
+
+    def __init__(self, report):
+        self.report = report
+        super().__init__("weights {} do not fit {}: {}{}".format(
+            report.checkpoint or "(state dict)", report.target, "; ".join(report.reasons),
+            "".join(". " + a for a in report.advice[:2])))
+
+
+def load_checked_weights(model, weights, policy=None, target="model", verbose=False,
+                         log=None):
+    """Check `weights` against `model`, then load what matched; return the report.
+
+    Raises WeightCheckFailed (verdict error; nothing loaded) or CheckpointError. Logs the
+    full report on warn/error, one summary line always; `policy.detail_file` gets every key.
+    """
+    log = log or _ppdet_style_logger()
+    policy = policy or WeightCheckPolicy()
+    contents = read_checkpoint(weights)
+    report = check_weights(model, weights, policy, target=target, contents=contents)
+    if policy.detail_file:
+        report.write_details(policy.detail_file)
+    if report.verdict != OK or verbose:
+        log.info("\n" + report.format_text(verbose=verbose))
+    if report.verdict == ERROR:
+        raise WeightCheckFailed(report)
+    model.set_dict(_loadable_state(model, contents.state, report.loaded_pairs))
+    log.info(report.summary_line())
+    return report
+
+
+def _loadable_state(model, state, pairs):
+    own = model.state_dict()
+    out = {}
+    for model_key, ckpt_key in pairs:
+        value = np.asarray(state[ckpt_key])
+        dtype = str(own[model_key].dtype).replace("paddle.", "")
+        out[model_key] = value.astype(dtype) if dtype in np.sctypeDict and \
+            value.dtype != np.dtype(dtype) else value
+    return out
+
+
+@contextlib.contextmanager
+def quiet_ppdet_checkpoint_log():
+    """Silence ppdet's per-key INFO lines (`... is unmatched`, `... not used`)."""
+    ppdet_logger = logging.getLogger(PPDET_CHECKPOINT_LOGGER)
+    level = ppdet_logger.level
+    ppdet_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        ppdet_logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def checked_ppdet_weight_loading(policy=None, target="model", verbose=False):
+    """Route ppdet's `load_pretrain_weight` through `load_checked_weights` for the block."""
+    import importlib
+
+    def load_pretrain_weight(model, pretrain_weight):
+        if not pretrain_weight:  # ppdet's slim path calls this even without weights
+            _ppdet_style_logger().info("no pretrain_weights: the model starts from its "
+                                       "initializer")
+            return
+        load_checked_weights(model, pretrain_weight, policy, target=target, verbose=verbose)
+
+    modules = [importlib.import_module(name) for name in _PPDET_LOADER_USERS]
+    saved = [m.load_pretrain_weight for m in modules]
+    for module in modules:
+        module.load_pretrain_weight = load_pretrain_weight
+    try:
+        with quiet_ppdet_checkpoint_log():
+            yield
+    finally:
+        for module, original in zip(modules, saved):
+            module.load_pretrain_weight = original
+
+
+def _ppdet_style_logger():
+    """Log with ppdet's format so the summary reads like the rest of the training log."""
+    if not logger.handlers:
+        from ppdet.utils.logger import setup_logger
+
+        return setup_logger("slimext.weight_check")
+    return logger
