@@ -63,7 +63,7 @@ def classify(match):
     out = []
     for pair in match.shape_mismatched:
         out.append(Difference("shape_mismatch", pair.model_key, pair.ckpt_key, pair.model_shape,
-                              pair.ckpt_shape, _mismatch_category(pair)))
+                              pair.ckpt_shape, _mismatch_category(pair, ctx)))
     for key in match.missing:
         out.append(Difference("missing", key, None, match.model_shapes[key], None,
                               _missing_category(key, ctx)))
@@ -77,10 +77,14 @@ def classify(match):
     return out
 
 
-def _mismatch_category(pair):
+def _mismatch_category(pair, ctx):
     a, b = pair.model_shape, pair.ckpt_shape
     if is_class_layer(pair.model_key) and len(a) == len(b) and a[1:] == b[1:]:
         return "class_count"
+    # e.g. an ImageNet `fc.weight` whose name is also a suffix of the head's SE `fc.weight`
+    if (ctx.ckpt_backbone_only and module_of(pair.model_key) != "backbone"
+            and _is_classifier_part(pair.ckpt_key, ctx)):
+        return "classifier_part"
     return SUSPICIOUS
 
 
@@ -96,9 +100,13 @@ def _unused_category(key, ctx):
     if is_quantizer_state(key) and (not ctx.model_quantized
                                     or (is_pact_alpha(key) and not ctx.model_has_pact)):
         return "quantizer_state"
-    if ctx.ckpt_backbone_only:
-        name = canonical(key)
-        name = name[len("backbone."):] if name.startswith("backbone.") else name
-        if name.split(".", 1)[0] not in ctx.model_backbone_blocks:
-            return "classifier_part"
+    if ctx.ckpt_backbone_only and _is_classifier_part(key, ctx):
+        return "classifier_part"
     return SUSPICIOUS
+
+
+def _is_classifier_part(ckpt_key, ctx):
+    """A backbone checkpoint's layer that the detector's backbone does not have."""
+    name = canonical(ckpt_key)
+    name = name[len("backbone."):] if name.startswith("backbone.") else name
+    return name.split(".", 1)[0] not in ctx.model_backbone_blocks

@@ -10,8 +10,9 @@ WRAPPER_SEGMENT = "._layer"
 _QUANTIZER = re.compile(r"(^|\.)(_fake_quant_\w*|_act_preprocess|_ma_output_scale|"
                         r"\w*quanter\w*|_observer\w*)\.")
 _PACT_ALPHA = re.compile(r"(^|\.)_act_preprocess\.alpha$")
-# Classification outputs of detection heads (PicoHead/PicoHeadV2/GFL/FCOS/...).
-_CLASS_LAYER = re.compile(r"(^|\.)(head_cls_list|gfl_head_cls|cls_score|cls_logits|"
+# Classification outputs of detection heads (PicoHead/PicoHeadV2/GFL/FCOS/...); PicoHead
+# registers each one twice, as `head_cls_list.<i>` and as `head_cls<i>`.
+_CLASS_LAYER = re.compile(r"(^|\.)(head_cls_list|head_cls\d+|gfl_head_cls|cls_score|cls_logits|"
                           r"fcos_head_cls|pred_cls|cls_pred)(\.|$)")
 
 

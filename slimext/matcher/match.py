@@ -72,14 +72,15 @@ def match_keys(model_shapes, ckpt_shapes):
     matched_model_keys = set()
     for ckpt_key, model_keys in chosen.items():
         matched_model_keys.update(model_keys)
-        if len(model_keys) > 1:
-            result.ambiguous[ckpt_key] = sorted(model_keys)
-            continue
-        model_key = model_keys[0]
-        pair = KeyPair(model_key, ckpt_key, tuple(model_shapes[model_key]),
-                       tuple(ckpt_shapes[ckpt_key]),
-                       through_wrapper=not _is_plain_suffix(model_key, ckpt_key))
-        (result.loaded if pair.shapes_agree else result.shape_mismatched).append(pair)
+        pairs = [KeyPair(k, ckpt_key, tuple(model_shapes[k]), tuple(ckpt_shapes[ckpt_key]),
+                         through_wrapper=not _is_plain_suffix(k, ckpt_key))
+                 for k in model_keys]
+        fitting = [p for p in pairs if p.shapes_agree]
+        if len(fitting) > 1:  # ppdet raises here: one tensor would load into several places
+            result.ambiguous[ckpt_key] = sorted(p.model_key for p in fitting)
+        else:
+            result.loaded += fitting
+        result.shape_mismatched += [p for p in pairs if not p.shapes_agree]
     result.missing = [k for k in model_shapes if k not in matched_model_keys]
     result.unused = [k for k in ckpt_shapes if k not in chosen]
     return result
