@@ -1,6 +1,7 @@
 """Train a detector with ppdet's Trainer, optionally wrapped by a slim method (QAT, ...)."""
 from slimext.commands.common import (UserError, load_detection_config, make_parser,
                                      parse_flags, run_command, weights_path)
+from slimext.commands.pretrain_check import checked_pretrain_loading
 
 
 def build_parser():
@@ -31,14 +32,17 @@ def prepare_trainer(flags, cfg):
         weights_path(flags.resume, "resume checkpoint")
     if cfg.get("pretrain_weights") and not flags.resume:
         cfg.pretrain_weights = weights_path(cfg.pretrain_weights, "pretrain_weights")
-    if flags.slim_config:
-        cfg = build_slim_model(cfg, flags.slim_config)
-        merge_config(flags.opt)  # -o wins over the slim config, as in ppdet
-    trainer = Trainer(cfg, mode="train")
-    if flags.resume:
-        trainer.resume_weights(flags.resume)
-    elif cfg.get("pretrain_weights") and not flags.slim_config:
-        trainer.load_weights(cfg.pretrain_weights)
+    # Pretrained weights load through the weight check (before the slim wrapping, before
+    # any step): a mismatch stops here with one report instead of per-key log lines.
+    with checked_pretrain_loading(cfg, flags.config):
+        if flags.slim_config:
+            cfg = build_slim_model(cfg, flags.slim_config)
+            merge_config(flags.opt)  # -o wins over the slim config, as in ppdet
+        trainer = Trainer(cfg, mode="train")
+        if flags.resume:
+            trainer.resume_weights(flags.resume)
+        elif cfg.get("pretrain_weights") and not flags.slim_config:
+            trainer.load_weights(cfg.pretrain_weights)
     return trainer
 
 
