@@ -1,0 +1,27 @@
+"""tools/infer.py and the end-to-end demo, run as a user runs them."""
+import json
+import os
+
+from conftest import run_tool_ok
+
+
+def test_infer_writes_pngs_and_prints_detections(float_export, tiny_dataset, tmp_path):
+    result = run_tool_ok(["tools/infer.py", "--model_dir", float_export, "--image_dir",
+                          os.path.join(tiny_dataset, "val"), "--output_dir", str(tmp_path),
+                          "--threshold", "0.0", "--precision", "onednn"])
+    assert sorted(os.listdir(tmp_path)) == ["val_{:05d}.png".format(i) for i in range(8)]
+    assert "val_00000.png: " in result.stdout and " detections" in result.stdout
+
+
+def test_quick_demo_writes_report(tmp_path):
+    workdir = tmp_path / "demo"
+    result = run_tool_ok(["-m", "slimext.demo", "--workdir", str(workdir), "--quick"])
+    assert "[demo] done" in result.stdout
+    with open(workdir / "report.json") as f:
+        report = json.load(f)
+    assert set(report["inference"]) == {"float/fp32", "float/onednn"}
+    for entry in report["inference"].values():
+        assert entry["latency_ms"] > 0 and 0.0 <= entry["mAP"] <= 1.0
+    assert 0.0 <= report["dygraph"]["mAP"] <= 1.0
+    assert report["model_size_mb"]["float"] > 0.5
+    assert (workdir / "detections.png").is_file() and (workdir / "report.md").is_file()
