@@ -43,6 +43,55 @@ def _drop_fake_quant(program, fetch_targets, keep_bits):
     return dropped
 
 
+def _store_constant_weights_as_int8(program, scope, place):
+    """Give float constants used as matmul weights an INT8 copy plus dequantize_linear.
+
+    oneDNN's QDQ pass treats every persistable matmul/mul `Y` of a QDQ model as an INT8
+    weight and aborts when it has no scale (PicoDet's distribution integral projects onto
+    the buffer [0, 1, ..., reg_max]). Integer-valued constants in [-127, 127] get scale
+    127, which makes the dequantization exact.
+    """
+    import numpy as np
+
+    block = program.global_block()
+    producers = {name: op for op in block.ops for name in op.output_arg_names}
+    converted, dequantized_of = [], {}
+    for op in list(block.ops):
+        if op.type not in ("matmul_v2", "matmul", "mul"):
+            continue
+        name = op.input("Y")[0]
+        if name in dequantized_of:  # one INT8 copy serves every op that reads the constant
+            op._rename_input(name, dequantized_of[name])
+            continue
+        var = block.vars.get(name)
+        if var is None or not var.persistable or name in producers:
+            continue
+        values = np.array(scope.find_var(name).get_tensor())
+        exact = np.all(values == np.round(values)) and np.abs(values).max() <= 127
+        scale = 127.0 if exact else float(np.abs(values).max() or 1.0)
+        int8_values = np.round(values / scale * 127.0).astype("int8")
+        int8_name, scale_name, zero_name = name + "@int8", name + "@scale", name + "@zero"
+        for var_name, data in ((int8_name, int8_values),
+                               (scale_name, np.array([scale], "float32")),
+                               (zero_name, np.array([0], "int32"))):
+            block.create_var(name=var_name, shape=data.shape, dtype=str(data.dtype),
+                             persistable=True)
+            scope.var(var_name).get_tensor().set(data, place)
+        dequantized = block.create_var(name=name + "@dequantized", shape=var.shape,
+                                       dtype=var.dtype, persistable=False)
+        position = block.ops.index(op)
+        block._insert_op(position, type="dequantize_linear",
+                         inputs={"X": [int8_name], "Scale": [scale_name],
+                                 "ZeroPoint": [zero_name]},
+                         outputs={"Y": [dequantized]},
+                         attrs={"quant_axis": -1, "bit_length": 8})
+        op._rename_input(name, dequantized.name)
+        dequantized_of[name] = dequantized.name
+        converted.append({"weight": name, "op": op.type, "exact": bool(exact)})
+    program._sync_with_cpp()
+    return converted
+
+
 def _to_qdq(program, scope, place):
     from paddle.base import core
     from paddle.base.framework import IrGraph
@@ -121,9 +170,11 @@ def _convert_and_validate(staging, base, plan, handler, backend):
                 logger.warning("%s-bit quantizer %s cannot run on %s: that place is exported "
                                "in float", bits, scale_var, backend.name)
             program = _to_qdq(program, scope, place)
+            constants = _store_constant_weights_as_int8(program, scope, place)
             scale_vars = _scale_vars(plan, handler)
             report = validate_program(program, scope, plan, scale_vars, backend)
             report["float_regions"] = [{"scale": s, "bits": b} for s, b in dropped]
+            report["int8_constants"] = constants
             paddle.static.save_inference_model(
                 os.path.join(staging, base),
                 [program.global_block().var(n) for n in feeds], fetches, exe,

@@ -21,6 +21,10 @@ WEIGHTED_OPS = {"conv2d": ("Input", "Filter"), "depthwise_conv2d": ("Input", "Fi
                 "matmul": ("X", "Y"), "mul": ("X", "Y")}
 
 
+# Suffix of the INT8 copies export makes of float constants used as matmul weights.
+CONSTANT_SUFFIX = "@int8"
+
+
 class ExportValidationError(RuntimeError):
     """The exported program would not run correctly in INT8; the message lists why."""
 
@@ -80,6 +84,8 @@ def validate_program(program, scope, plan, scale_vars, backend):
         weight = producers.get(op.input(slots[1])[0])
         if weight is None or weight.type != "dequantize_linear":
             continue
+        if weight.input("X")[0].endswith(CONSTANT_SUFFIX):
+            continue  # an exact INT8 copy of a constant; the op itself runs in float
         activation = producers.get(op.input(slots[0])[0])
         if activation is None or activation.type != "dequantize_linear":
             problems.append("{} with INT8 weight {} has no scale on its input {}".format(
