@@ -3,6 +3,7 @@
 Read with plain YAML (and `_BASE_` merging) rather than ppdet's loader, which merges
 every file it reads into one process-wide config.
 """
+import functools
 import glob
 import os
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ def signature_from_config(cfg):
         reg_max=head.get("reg_max", _HEAD_DEFAULT_REG_MAX) if head else None)
 
 
+@functools.lru_cache(maxsize=8)  # the files do not change while a command runs
 def shipped_configs(config_dir=DEFAULT_CONFIG_DIR):
     """Every config under config_dir that names an architecture (bases excluded)."""
     found = []
@@ -70,7 +72,7 @@ def shipped_configs(config_dir=DEFAULT_CONFIG_DIR):
         if cfg.get("architecture"):
             found.append(ShippedConfig(os.path.relpath(path, os.path.dirname(config_dir)),
                                        signature_from_config(cfg)))
-    return found
+    return tuple(found)
 
 
 def configs_matching(signature, config_dir=DEFAULT_CONFIG_DIR):
