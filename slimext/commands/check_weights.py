@@ -64,7 +64,8 @@ def main(argv=None):
         key, weights = pick_weights(cfg, flags.opt)  # after the slim config may have set one
         report = check_weights(model, weights, policy, target=flags.config)
     except (CheckpointError, WeightCheckConfigError) as error:
-        raise UserError("{} ({}={})".format(error, key, weights))
+        where = " ({}={})".format(key, weights) if weights else ""
+        raise UserError("{}{}".format(error, where))
     print(report.format_text(verbose=flags.verbose))
     if flags.json:
         report.write_json(flags.json)
