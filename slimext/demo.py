@@ -3,7 +3,8 @@
     python -m slimext.demo --workdir demo_output [--epochs 16] [--quick]
 
 Stages: demo data -> float training -> dygraph evaluation -> export -> Paddle Inference
-(plain fp32 and oneDNN: mAP and latency) -> one detection PNG -> report.md/report.json.
+(plain fp32 and oneDNN: mAP and latency) -> ResidualQAT -> fake-quant evaluation -> INT8
+QDQ export -> oneDNN INT8 inference -> one detection PNG -> report.md/report.json.
 
 Extension point: a stage is a function taking the shared `DemoContext`; `build_stages()`
 returns the ordered list. Later stages (QAT training, INT8 export, INT8 inference) are added
@@ -27,6 +28,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class DemoContext:
     workdir: str
     epochs: int = 16
+    qat_epochs: int = 3
     quick: bool = False
     num_train: int = 240
     num_val: int = 60
@@ -135,6 +137,52 @@ def export_float(context):
     log("export: {} ({:.2f} MB)".format(model_dir, context.results["model_size_mb"]["float"]))
 
 
+QAT_SLIM_CONFIG = "configs/slim/residual_qat/picodet_demo_residual_qat.yml"
+
+
+def train_qat(context):
+    """Residual-aware QAT starting from the float weights."""
+    from slimext.commands.train import main as train_main
+
+    slim = os.path.join(REPO_ROOT, QAT_SLIM_CONFIG)
+    save_dir = context.path("output")
+    argv = ["-c", context.config, "--slim_config", slim, "--output_dir", save_dir,
+            "--seed", str(context.seed), "-o",
+            "pretrain_weights={}".format(context.artifacts["float_weights"]),
+            "epoch={}".format(context.qat_epochs),
+            "TrainReader.batch_size={}".format(context.batch_size)] + context.dataset_overrides()
+    log("qat: {} epochs of ResidualQAT (log: {})".format(
+        context.qat_epochs, context.path("logs", "train_qat.log")))
+    run_step(context, "train_qat", train_main, argv)
+    name = os.path.splitext(os.path.basename(slim))[0]
+    context.artifacts["qat_weights"] = os.path.join(save_dir, name, "model_final")
+    context.artifacts["qat_slim_config"] = slim
+
+
+def evaluate_qat(context):
+    from slimext.commands.eval import run as eval_run
+
+    argv = ["-c", context.config, "--slim_config", context.artifacts["qat_slim_config"],
+            "--output_eval", context.path("eval_qat"), "-o",
+            "weights={}".format(context.artifacts["qat_weights"])] + context.dataset_overrides()
+    stats = run_step(context, "eval_qat", eval_run, argv).get("bbox", [0.0, 0.0])
+    context.results["dygraph_qat"] = {"mAP": float(stats[0]), "mAP50": float(stats[1])}
+    log("eval (fake-quant dygraph): mAP {:.3f}, mAP@0.5 {:.3f}".format(stats[0], stats[1]))
+
+
+def export_qat(context):
+    from slimext.commands.export import run as export_run
+
+    argv = ["-c", context.config, "--slim_config", context.artifacts["qat_slim_config"],
+            "--output_dir", context.path("inference", "int8"), "-o",
+            "weights={}".format(context.artifacts["qat_weights"])] + context.dataset_overrides()
+    model_dir = run_step(context, "export_qat", export_run, argv)
+    context.artifacts["int8_model_dir"] = model_dir
+    context.results["model_size_mb"]["int8"] = model_size_mb(model_dir)
+    log("export (INT8 QDQ): {} ({:.2f} MB)".format(model_dir,
+                                                  context.results["model_size_mb"]["int8"]))
+
+
 def model_size_mb(model_dir):
     names = ("model.pdmodel", "model.pdiparams")
     return sum(os.path.getsize(os.path.join(model_dir, n)) for n in names) / 1e6
@@ -195,6 +243,10 @@ def build_stages():
         Stage("export", export_float),
         Stage("infer fp32", inference_stage("float/fp32", "float_model_dir", "fp32")),
         Stage("infer onednn", inference_stage("float/onednn", "float_model_dir", "onednn")),
+        Stage("qat", train_qat),
+        Stage("eval qat", evaluate_qat),
+        Stage("export int8", export_qat),
+        Stage("infer int8", inference_stage("int8/onednn", "int8_model_dir", "int8")),
         Stage("draw", draw_example),
         Stage("report", write_report),
     ]
@@ -214,6 +266,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="demo_output", help="everything goes here")
     parser.add_argument("--epochs", type=int, default=16, help="float training epochs")
+    parser.add_argument("--qat_epochs", type=int, default=3, help="ResidualQAT epochs")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 16 train / 8 val images, 1 epoch, few timing runs")
     parser.add_argument("--cpu_threads", type=int, default=2)
@@ -223,10 +276,12 @@ def build_parser():
 
 def context_from_flags(flags):
     context = DemoContext(workdir=os.path.abspath(flags.workdir), epochs=flags.epochs,
-                          quick=flags.quick, cpu_threads=flags.cpu_threads, seed=flags.seed)
+                          quick=flags.quick, cpu_threads=flags.cpu_threads, seed=flags.seed,
+                          qat_epochs=flags.qat_epochs)
     if flags.quick:
         context.num_train, context.num_val = 16, 8
         context.epochs, context.batch_size, context.latency_runs = 1, 4, 5
+        context.qat_epochs = 1
     return context
 
 

@@ -95,11 +95,36 @@ class JoinQuantizerHandler:
             interception._HANDLERS.remove(self)
 
 
+class JoinFakeQuant(FakeQuantMovingAverageAbsMax):
+    """Moving-average abs-max fake quantizer whose static output has a unique name.
+
+    Paddle's layer names its static output after the input; a join quantizer often reads
+    the same tensor as a conv's input quantizer, and two ops writing one variable break
+    the program. Dygraph behaviour is the parent's.
+    """
+
+    def forward(self, input):
+        if paddle.in_dynamic_mode():
+            return super().forward(input)
+        helper = paddle.base.layer_helper.LayerHelper("join_fake_quant")
+        out = helper.create_variable_for_type_inference(dtype=input.dtype)
+        inputs = {"X": [input], "InScale": [self._scale]}
+        outputs = {"Out": [out], "OutScale": [self._scale]}
+        if self.training:
+            inputs.update(InState=[self._state], InAccum=[self._accum])
+            outputs.update(OutState=[self._state], OutAccum=[self._accum])
+        helper.append_op(type="fake_quantize_dequantize_moving_average_abs_max",
+                         inputs=inputs, outputs=outputs,
+                         attrs={"moving_rate": self._moving_rate,
+                                "bit_length": self._quant_bits, "is_test": not self.training})
+        return out
+
+
 def attach_join_quantizers(model, plan, moving_rate=0.9):
     """Create the plan's quantizer layers inside `model` and start routing joins to them."""
     quantizers = paddle.nn.LayerDict()
     for spec in plan.quantizers.values():
-        quantizers[quantizer_key(spec.name)] = FakeQuantMovingAverageAbsMax(
+        quantizers[quantizer_key(spec.name)] = JoinFakeQuant(
             name=quantizer_key(spec.name), moving_rate=moving_rate, quant_bits=spec.bits)
     setattr(model, QUANTIZERS_ATTR, quantizers)
     return JoinQuantizerHandler(model, plan, quantizers, moving_rate)

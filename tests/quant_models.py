@@ -1,0 +1,76 @@
+"""Small real models used by the quantization tests."""
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+
+class ResidualBlock(nn.Layer):
+    """conv-bn-relu-conv-bn plus identity, written as `y + x` in forward."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1 = nn.Conv2D(channels, channels, 3, padding=1, bias_attr=False)
+        self.bn1 = nn.BatchNorm2D(channels)
+        self.conv2 = nn.Conv2D(channels, channels, 3, padding=1, bias_attr=False)
+        self.bn2 = nn.BatchNorm2D(channels)
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + x)
+
+
+class ResidualNet(nn.Layer):
+    def __init__(self, channels=16, blocks=2, classes=4):
+        super().__init__()
+        self.stem = nn.Conv2D(3, channels, 3, stride=2, padding=1)
+        self.blocks = nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)])
+        self.head = nn.Conv2D(channels, classes, 1)
+
+    def forward(self, x):
+        x = self.blocks(F.relu(self.stem(x)))
+        return self.head(x).mean(axis=[2, 3])
+
+
+class MixedJoins(nn.Layer):
+    """Joins written every way a forward can: `+`, paddle.add, concat, `-`, in a loop,
+    in a nested sublayer; plus constant and bias adds that are not joins."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2D(3, 8, 3, padding=1)
+        self.branches = nn.LayerList([nn.Conv2D(8, 8, 1) for _ in range(3)])
+        self.inner = ResidualBlock(8)
+        self.fuse = nn.Conv2D(16, 8, 1)
+        self.out = nn.Conv2D(8, 2, 1)
+        self.register_buffer("offset", paddle.ones([1, 8, 1, 1]))
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + 1.0                      # scalar: not a join
+        x = x + self.offset              # constant buffer: not a join
+        for branch in self.branches:     # three joins from one line in a loop
+            x = x + branch(x)
+        x = self.inner(x)                # nested sublayer with its own join
+        y = paddle.add(self.branches[0](x), x)
+        z = paddle.concat([x, y], axis=1)
+        d = self.fuse(z) - x
+        return self.out(d)
+
+
+def example_input(size=32, batch=1):
+    paddle.seed(0)
+    return paddle.randn([batch, 3, size, size])
+
+
+def train_steps(model, steps=4, size=32):
+    """A few SGD steps so BN statistics and moving-average scales are real."""
+    model.train()
+    optimizer = paddle.optimizer.SGD(0.01, parameters=model.parameters())
+    for step in range(steps):
+        paddle.seed(step)
+        loss = model(paddle.randn([4, 3, size, size])).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+    model.eval()
+    return model

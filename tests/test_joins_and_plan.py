@@ -1,0 +1,107 @@
+"""Join discovery and the per-backend quantization plan (no training, no export)."""
+import pytest
+
+from quant_models import MixedJoins, ResidualNet, example_input
+from slimext.quant import build_plan, discover_joins
+from slimext.quant.rules import RuleError
+
+
+def joins_of(model):
+    model.eval()
+    return {j.site: j for j in discover_joins(model, [example_input()])}
+
+
+def test_finds_joins_written_every_way():
+    joins = joins_of(MixedJoins())
+    assert set(joins) == {
+        "<model>:add#2", "<model>:add#3", "<model>:add#4",   # loop of `x + branch(x)`
+        "inner:add#0",                                     # nested sublayer
+        "<model>:add#5",                                   # paddle.add
+        "<model>:concat#0",
+        "<model>:subtract#0",
+    }
+    assert joins["<model>:concat#0"].kind == "concat"
+    assert joins["inner:add#0"].layer_type == "ResidualBlock"
+
+
+def test_constant_and_scalar_adds_are_not_joins():
+    joins = joins_of(MixedJoins())
+    # add#0 is `x + 1.0`, add#1 is `x + self.offset` (a buffer)
+    assert "<model>:add#0" not in joins and "<model>:add#1" not in joins
+
+
+def test_residual_add_names_its_producers_and_skip_input():
+    join = joins_of(ResidualNet())["blocks.0:add#0"]
+    assert join.operands[0].producer == "blocks.0.bn2"
+    assert join.skip_input() == 1  # the identity was produced before the branch
+
+
+def _residual_plan(backend):
+    return build_plan(list(joins_of(ResidualNet(blocks=1)).values()), [], backend)
+
+
+def test_onednn_quantizes_both_inputs_and_output_with_own_scales():
+    placement = _residual_plan("onednn").joins[0]
+    assert sorted(placement.inputs) == [0, 1] and placement.output is not None
+    assert len({placement.inputs[0], placement.inputs[1], placement.output}) == 3
+
+
+def test_tensorrt_quantizes_only_the_skip_input():
+    placement = _residual_plan("tensorrt").joins[0]
+    assert list(placement.inputs) == [1] and placement.output is None
+
+
+def test_shared_backend_makes_one_quantizer_for_the_whole_join():
+    plan = _residual_plan("shared")
+    placement = plan.joins[0]
+    assert len(plan.quantizers) == 1
+    assert placement.inputs[0] == placement.inputs[1] == placement.output
+    assert plan.shared_groups[0].members == ["blocks.0:add#0/in0", "blocks.0:add#0/in1",
+                                             "blocks.0:add#0/out"]
+
+
+def test_concat_inputs_and_output_share_on_onednn():
+    plan = build_plan(list(joins_of(MixedJoins()).values()), [], "onednn")
+    group = plan.quantizers["<model>:concat#0/shared"]
+    assert group.members == ["<model>:concat#0/in0", "<model>:concat#0/in1",
+                             "<model>:concat#0/out"]
+
+
+def test_rules_last_match_wins_and_are_reported():
+    joins = list(joins_of(ResidualNet()).values())
+    layers = [("stem", "Conv2D"), ("head", "Conv2D")]
+    rules = [{"match": "blocks.*", "activation_bits": 16},
+             {"regex": r"blocks\.1:add#\d+", "activation_bits": 8, "share": "all"},
+             {"type": "Conv2D", "weight_bits": 4},
+             {"match": "head", "skip": True}]
+    plan = build_plan(joins, layers, "onednn", rules)
+    assert plan.quantizers["blocks.0:add#0/out"].bits == 16
+    assert plan.quantizers["blocks.0:add#0/out"].source == "rule 0"
+    assert plan.quantizers["blocks.1:add#0/shared"].bits == 8
+    stem, head = plan.layers
+    assert (stem.weight_bits, stem.source) == (4, "rule 2")
+    assert head.skipped and head.source == "rule 3"
+    table = plan.table()
+    assert "float on onednn" in table and "blocks.1:add#0/shared" in table
+
+
+def test_rule_matching_nothing_is_an_error():
+    joins = list(joins_of(ResidualNet()).values())
+    with pytest.raises(RuleError, match="matched no layer or join"):
+        build_plan(joins, [], "onednn", [{"match": "backbone.*", "activation_bits": 16}])
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"match": "*", "activation_bits": 17}, "from 2 to 16"),
+    ({"match": "*", "bits": 8}, "unknown key"),
+    ({"match": "*", "symmetric": False}, "asymmetric"),
+    ({"activation_bits": 8}, "selects nothing"),
+])
+def test_bad_rules_are_refused_with_the_fix(rule, message):
+    with pytest.raises(RuleError, match=message):
+        build_plan([], [], "onednn", [rule])
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="choose one of onednn, shared, tensorrt"):
+        build_plan([], [], "npu")
