@@ -27,7 +27,7 @@ test: install
 	$(PY) -m pytest -q tests
 
 bench: install
-	$(PY) -m benchmarks.run_all
+	$(PY) -m benchmarks.matcher_speed
 
 clean:
 	rm -rf demo_output output output_inference .pytest_cache
