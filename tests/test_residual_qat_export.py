@@ -1,5 +1,6 @@
 """ResidualQAT end to end on small real models: train steps, export, validate, run INT8."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -129,6 +130,16 @@ def _tamper(prefix, mutate):
         paddle.disable_static()
 
 
+def _copy_export(prefix, tmp_path):
+    """A copy of the export (program, params, plan sidecar) that a test may damage."""
+    copy_prefix = str(tmp_path / "model")
+    for suffix in (".pdmodel", ".pdiparams"):
+        shutil.copyfile(prefix + suffix, copy_prefix + suffix)
+    shutil.copyfile(os.path.join(os.path.dirname(prefix), "quant_plan.json"),
+                    str(tmp_path / "quant_plan.json"))
+    return copy_prefix
+
+
 def _first_activation_scale(program):
     # Weights are stored INT8 with only a dequantize_linear; quantize_linear is activations.
     return next(op.input("Scale")[0] for op in program.global_block().ops
@@ -139,13 +150,7 @@ def _first_activation_scale(program):
                                                 (float("nan"), "not finite and positive")])
 def test_validator_rejects_tampered_scale(residual_export, tmp_path, bad_value, message):
     _, prefix, _, _ = residual_export
-    copy_prefix = str(tmp_path / "model")
-    for suffix in (".pdmodel", ".pdiparams"):
-        with open(prefix + suffix, "rb") as src, open(copy_prefix + suffix, "wb") as dst:
-            dst.write(src.read())
-    with open(os.path.join(os.path.dirname(prefix), "quant_plan.json")) as src, \
-            open(str(tmp_path / "quant_plan.json"), "w") as dst:
-        dst.write(src.read())
+    copy_prefix = _copy_export(prefix, tmp_path)
 
     def zero_scale(program, scope):
         name = _first_activation_scale(program)
@@ -159,13 +164,7 @@ def test_validator_rejects_tampered_scale(residual_export, tmp_path, bad_value, 
 
 def test_validator_rejects_missing_join_scale(residual_export, tmp_path):
     _, prefix, _, _ = residual_export
-    copy_prefix = str(tmp_path / "model")
-    for suffix in (".pdmodel", ".pdiparams"):
-        with open(prefix + suffix, "rb") as src, open(copy_prefix + suffix, "wb") as dst:
-            dst.write(src.read())
-    with open(os.path.join(os.path.dirname(prefix), "quant_plan.json")) as src, \
-            open(str(tmp_path / "quant_plan.json"), "w") as dst:
-        dst.write(src.read())
+    copy_prefix = _copy_export(prefix, tmp_path)
 
     def drop_join_qdq(program, scope):
         block = program.global_block()
