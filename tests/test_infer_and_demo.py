@@ -19,7 +19,7 @@ def test_quick_demo_writes_report(tmp_path):
     assert "[demo] done" in result.stdout
     with open(workdir / "report.json") as f:
         report = json.load(f)
-    assert set(report["inference"]) == {"float/fp32", "float/onednn"}
+    assert {"float/fp32", "float/onednn"} <= set(report["inference"])  # later stages add more
     for entry in report["inference"].values():
         assert entry["latency_ms"] > 0 and 0.0 <= entry["mAP"] <= 1.0
     assert 0.0 <= report["dygraph"]["mAP"] <= 1.0
