@@ -140,43 +140,64 @@ def export_float(context):
 QAT_SLIM_CONFIG = "configs/slim/residual_qat/picodet_demo_residual_qat.yml"
 
 
-def train_qat(context):
-    """Residual-aware QAT starting from the float weights."""
+def train_slim(context, name, slim_config):
+    """Train with a slim config (QAT) from the float weights; returns the final checkpoint."""
     from slimext.commands.train import main as train_main
 
-    slim = os.path.join(REPO_ROOT, QAT_SLIM_CONFIG)
     save_dir = context.path("output")
-    argv = ["-c", context.config, "--slim_config", slim, "--output_dir", save_dir,
+    argv = ["-c", context.config, "--slim_config", slim_config, "--output_dir", save_dir,
             "--seed", str(context.seed), "-o",
             "pretrain_weights={}".format(context.artifacts["float_weights"]),
             "epoch={}".format(context.qat_epochs),
             "TrainReader.batch_size={}".format(context.batch_size)] + context.dataset_overrides()
-    log("qat: {} epochs of ResidualQAT (log: {})".format(
-        context.qat_epochs, context.path("logs", "train_qat.log")))
-    run_step(context, "train_qat", train_main, argv)
-    name = os.path.splitext(os.path.basename(slim))[0]
-    context.artifacts["qat_weights"] = os.path.join(save_dir, name, "model_final")
+    log("{}: {} epochs of {} (log: {})".format(
+        name, context.qat_epochs, os.path.basename(slim_config),
+        context.path("logs", "train_{}.log".format(name))))
+    run_step(context, "train_" + name, train_main, argv)
+    # ppdet names the save folder after the config file, here the slim config.
+    return os.path.join(save_dir, os.path.splitext(os.path.basename(slim_config))[0],
+                        "model_final")
+
+
+def evaluate_slim(context, name, slim_config, weights):
+    """COCO mAP of the fake-quant dygraph model: {"mAP": .., "mAP50": ..}."""
+    from slimext.commands.eval import run as eval_run
+
+    argv = ["-c", context.config, "--slim_config", slim_config,
+            "--output_eval", context.path("eval_" + name), "-o",
+            "weights={}".format(weights)] + context.dataset_overrides()
+    stats = run_step(context, "eval_" + name, eval_run, argv).get("bbox", [0.0, 0.0])
+    return {"mAP": float(stats[0]), "mAP50": float(stats[1])}
+
+
+def export_slim(context, name, slim_config, weights):
+    """The slim method's own export (QDQ for QAT); returns the model folder."""
+    from slimext.commands.export import run as export_run
+
+    argv = ["-c", context.config, "--slim_config", slim_config,
+            "--output_dir", context.path("inference", name), "-o",
+            "weights={}".format(weights)] + context.dataset_overrides()
+    return run_step(context, "export_" + name, export_run, argv)
+
+
+def train_qat(context):
+    """Residual-aware QAT starting from the float weights."""
+    slim = os.path.join(REPO_ROOT, QAT_SLIM_CONFIG)
+    context.artifacts["qat_weights"] = train_slim(context, "qat", slim)
     context.artifacts["qat_slim_config"] = slim
 
 
 def evaluate_qat(context):
-    from slimext.commands.eval import run as eval_run
-
-    argv = ["-c", context.config, "--slim_config", context.artifacts["qat_slim_config"],
-            "--output_eval", context.path("eval_qat"), "-o",
-            "weights={}".format(context.artifacts["qat_weights"])] + context.dataset_overrides()
-    stats = run_step(context, "eval_qat", eval_run, argv).get("bbox", [0.0, 0.0])
-    context.results["dygraph_qat"] = {"mAP": float(stats[0]), "mAP50": float(stats[1])}
-    log("eval (fake-quant dygraph): mAP {:.3f}, mAP@0.5 {:.3f}".format(stats[0], stats[1]))
+    stats = evaluate_slim(context, "qat", context.artifacts["qat_slim_config"],
+                          context.artifacts["qat_weights"])
+    context.results["dygraph_qat"] = stats
+    log("eval (fake-quant dygraph): mAP {:.3f}, mAP@0.5 {:.3f}".format(stats["mAP"],
+                                                                       stats["mAP50"]))
 
 
 def export_qat(context):
-    from slimext.commands.export import run as export_run
-
-    argv = ["-c", context.config, "--slim_config", context.artifacts["qat_slim_config"],
-            "--output_dir", context.path("inference", "int8"), "-o",
-            "weights={}".format(context.artifacts["qat_weights"])] + context.dataset_overrides()
-    model_dir = run_step(context, "export_qat", export_run, argv)
+    model_dir = export_slim(context, "int8", context.artifacts["qat_slim_config"],
+                            context.artifacts["qat_weights"])
     context.artifacts["int8_model_dir"] = model_dir
     context.results["model_size_mb"]["int8"] = model_size_mb(model_dir)
     log("export (INT8 QDQ): {} ({:.2f} MB)".format(model_dir,

@@ -16,12 +16,15 @@ def render_markdown(report):
     if dataset:
         lines += ["Synthetic shapes set: {} train / {} val images (seed {}).".format(
             dataset["num_train"], dataset["num_val"], dataset["seed"]), ""]
-    dygraph = report.get("dygraph")
+    dygraph = [(label, report[key]) for key, label in
+               (("dygraph", "float"), ("dygraph_qat", "ResidualQAT (fake-quant)"))
+               if report.get(key)]
     if dygraph:
-        lines += ["## Accuracy of the trained model (dygraph, ppdet evaluation)", "",
-                  _row(["mAP@[.5:.95]", "mAP@.5"]), _row(["---", "---"]),
-                  _row(["{:.3f}".format(dygraph["mAP"]), "{:.3f}".format(dygraph["mAP50"])]),
-                  ""]
+        lines += ["## Accuracy in dygraph (ppdet evaluation)", "",
+                  _row(["model", "mAP@[.5:.95]", "mAP@.5"]), _row(["---"] * 3)]
+        lines += [_row([label, "{:.3f}".format(r["mAP"]), "{:.3f}".format(r["mAP50"])])
+                  for label, r in dygraph]
+        lines.append("")
     inference = report.get("inference", {})
     if inference:
         lines += ["## Paddle Inference (exported model, CPU)", "",

@@ -17,7 +17,7 @@ CATEGORIES = ("circle", "square", "triangle")
 IMAGE_SIZE = 192
 
 
-def _background(rng, size):
+def textured_background(rng, size):
     """Smooth colour gradient plus blocky noise, so shapes are not on a flat colour."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     base = rng.uniform(40, 200, size=3)
@@ -30,7 +30,7 @@ def _background(rng, size):
     return img
 
 
-def _shape_mask(kind, size, cx, cy, r):
+def shape_mask(kind, size, cx, cy, r):
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     if kind == "circle":
         return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
@@ -56,7 +56,7 @@ def _overlaps(box, boxes, limit=0.3):
 
 def render_image(rng, size=IMAGE_SIZE):
     """One image (HxWx3 uint8) and its objects as (category_index, [x, y, w, h])."""
-    img = _background(rng, size)
+    img = textured_background(rng, size)
     objects, boxes = [], []
     for _ in range(int(rng.integers(1, 5))):
         kind = int(rng.integers(len(CATEGORIES)))
@@ -66,7 +66,7 @@ def render_image(rng, size=IMAGE_SIZE):
         if _overlaps(box, boxes):
             continue
         colour = rng.uniform(0, 255, size=3)
-        mask = _shape_mask(CATEGORIES[kind], size, cx, cy, r)
+        mask = shape_mask(CATEGORIES[kind], size, cx, cy, r)
         img[mask] = colour + rng.normal(0, 4, size=(int(mask.sum()), 3))
         ys, xs = np.nonzero(mask)
         x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
