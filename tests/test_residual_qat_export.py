@@ -196,3 +196,31 @@ def test_16_bit_join_trains_at_16_and_exports_as_float_on_onednn(tmp_path):
                                                      for r in report["float_regions"])
     output, _ = run_int8(str(tmp_path / "model"), tmp_path)
     assert np.all(np.isfinite(output))
+
+
+def test_pact_trains_then_exports_with_learned_scales(tmp_path):
+    paddle.seed(0)
+    qat = ResidualQAT(backend="onednn", quant_config={"activation_preprocess_type": "PACT"})
+    model = qat(ResidualNet(), example_inputs=[example_input()])
+    pact = [layer for layer in model.sublayers()
+            if getattr(layer, "_act_preprocess", None) is not None]
+    assert pact, "PACT asked for but no layer got a clipping preprocess"
+    model = train_steps(model)
+    prefix = str(tmp_path / "model")
+    report = qat.save_quantized_model(model, prefix, input_spec=INPUT_SPEC)
+    # Export drops the clipping op for the program but gives the layers their PACT back.
+    assert all(layer._act_preprocess is not None for layer in pact)
+    paddle.enable_static()
+    try:
+        program, _, _ = paddle.static.load_inference_model(
+            prefix, paddle.static.Executor(paddle.CPUPlace()))
+        names = [n for op in program.global_block().ops
+                 for n in op.input_arg_names + op.output_arg_names]
+    finally:
+        paddle.disable_static()
+    assert names and not [n for n in names if "pact" in n.lower()]
+    assert validate_saved_model(prefix)["qdq_pairs"] == report["qdq_pairs"]
+    output, _ = run_int8(prefix, tmp_path)
+    model.eval()
+    reference = model(example_input()).numpy()
+    assert np.abs(output - reference).max() < 0.25 * np.abs(reference).max()
