@@ -10,6 +10,8 @@ A handler learns *where* an op happens from a frame stack kept by forward hooks 
 sublayer of its model: a join is named by the innermost running layer, the op kind and
 its ordinal within that layer's call (`neck:add#0`).
 """
+from contextlib import contextmanager
+
 import paddle
 
 _HANDLERS = []
@@ -39,6 +41,18 @@ class handling:
     def __exit__(self, *exc):
         _HANDLERS.remove(self.handler)
         return False
+
+
+@contextmanager
+def suspended():
+    """Ops inside the block are not joins: for bookkeeping that runs within a forward
+    (an error monitor's arithmetic must not shift the join ordinals or get quantized)."""
+    saved = list(_HANDLERS)
+    _HANDLERS.clear()
+    try:
+        yield
+    finally:
+        _HANDLERS[:] = saved
 
 
 def _operator_wrapper(original, kind, reflected):

@@ -1,0 +1,1 @@
+"""Looking at a quantized model: where quantization error comes from and how it evolves."""

@@ -1,0 +1,283 @@
+"""Quantization error at every join quantizer, sampled while QAT trains.
+
+    monitor = JoinErrorMonitor(every_n_steps=20, threshold_db=20.0)
+    monitor.attach(model, qat)          # after model = qat(model, ...)
+    ... train ...
+    monitor.finalize()                  # CSV / JSON / PNG report, flagged joins warned
+
+Every `every_n_steps` training steps each monitored quantizer reports the error it adds
+between its float input x and its fake-quant output q:
+SQNR = 10*log10(sum(x^2) / sum((x-q)^2)) dB and relative MSE = sum((x-q)^2) / sum(x^2).
+On other steps, and in eval mode, the hooks return at once.
+"""
+import atexit
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Optional
+
+import paddle
+from ppdet.utils.logger import setup_logger
+
+from slimext.quant import interception
+
+logger = setup_logger(__name__)
+
+# Exact quantization (zero error) has infinite SQNR; reports use this finite ceiling.
+MAX_SQNR_DB = 150.0
+FLAGS_NAMED = 8  # the end-of-run warning names this many flagged quantizers, then counts
+
+
+class MonitorConfigError(ValueError):
+    """The `monitor` settings are wrong; the message names the key and what it accepts."""
+
+
+@dataclass
+class MonitorConfig:
+    every_n_steps: int = 20
+    threshold_db: float = 20.0
+    layers: bool = False
+    output_dir: Optional[str] = None
+    vdl_log_dir: Optional[str] = None
+    recent_samples: int = 5
+    log_worst: int = 3
+
+    @classmethod
+    def from_dict(cls, raw):
+        if not isinstance(raw, dict):
+            raise MonitorConfigError(
+                "monitor must be a mapping such as {{every_n_steps: 20, threshold_db: 20.0}} "
+                "(or true for the defaults, null to turn it off), got {!r}".format(raw))
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(str(k) for k in raw if k not in valid)
+        if unknown:
+            raise MonitorConfigError("monitor: unknown key(s) {}; valid keys are {}".format(
+                ", ".join(unknown), ", ".join(valid)))
+        config = cls(**raw)
+        config._check()
+        return config
+
+    def _check(self):
+        for key in ("every_n_steps", "recent_samples", "log_worst"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise MonitorConfigError("monitor: {} must be an integer >= 1, got {!r}"
+                                         .format(key, value))
+        if isinstance(self.threshold_db, bool) or not isinstance(self.threshold_db, (int, float)):
+            raise MonitorConfigError("monitor: threshold_db must be a number of dB such as "
+                                     "20.0, got {!r}".format(self.threshold_db))
+        if not isinstance(self.layers, bool):
+            raise MonitorConfigError("monitor: layers must be true or false, got {!r}"
+                                     .format(self.layers))
+        for key in ("output_dir", "vdl_log_dir"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise MonitorConfigError("monitor: {} must be a directory path or null, got {!r}"
+                                         .format(key, value))
+
+
+def monitor_from_config(config):
+    """A JoinErrorMonitor for a `monitor` setting; None when it is off (None or false)."""
+    if config is None or config is False:
+        return None
+    if isinstance(config, JoinErrorMonitor):
+        return config
+    return JoinErrorMonitor(**({} if config is True else MonitorConfig.from_dict(config).__dict__))
+
+
+def error_db(signal, noise):
+    """(SQNR in dB, relative MSE) from sum(x^2) and sum((x-q)^2); NaN when undefined."""
+    if not (math.isfinite(signal) and math.isfinite(noise)):
+        return math.nan, math.nan  # inf/NaN activations: the step diverged
+    if noise <= 0.0:
+        return MAX_SQNR_DB, 0.0
+    if signal <= 0.0:
+        return math.nan, math.nan
+    rel_mse = noise / signal
+    return min(MAX_SQNR_DB, -10.0 * math.log10(rel_mse)), rel_mse
+
+
+@dataclass
+class ErrorSample:
+    step: int
+    quantizer: str
+    sqnr_db: float
+    rel_mse: float
+
+
+class JoinErrorMonitor:
+    def __init__(self, every_n_steps=20, threshold_db=20.0, layers=False, output_dir=None,
+                 vdl_log_dir=None, recent_samples=5, log_worst=3):
+        self.config = MonitorConfig(every_n_steps, threshold_db, layers, output_dir,
+                                    vdl_log_dir, recent_samples, log_worst)
+        self.config._check()
+        # Where the report goes when output_dir is not set (the ppdet slim class sets the
+        # checkpoint folder here).
+        self.default_output_dir = "output/join_monitor"
+        self.step = 0
+        self.samples = []
+        self.kinds = {}            # quantizer name -> "join" | "layer"
+        self._pending = {}         # name -> [sum(x^2), sum((x-q)^2)] as paddle tensors
+        self._sampling = False
+        self._hooks = []
+        self._handler = None
+        self._vdl = None
+        self._reported = 0
+
+    @property
+    def output_dir(self):
+        return self.config.output_dir or self.default_output_dir
+
+    def attach(self, model, qat):
+        """Start monitoring `model`, quantized by `qat` (a ResidualQAT that has run)."""
+        from slimext.quant.quantizers import layer_quantizers
+
+        handler = getattr(qat, "handler", None)
+        if handler is None:
+            raise ValueError("attach the monitor after quantizing: model = qat(model, ...) "
+                             "first, then monitor.attach(model, qat)")
+        if handler.monitor is not None and handler.monitor is not self:
+            raise ValueError("this model already has a join error monitor; detach() it first")
+        if self._handler is not None:
+            raise ValueError("this monitor is already attached; use one monitor per model")
+        handler.monitor = self
+        self._handler = handler
+        self.kinds.update({name: "join" for name in handler.plan.quantizers})
+        self._hooks = [model.register_forward_pre_hook(self._start_step),
+                       model.register_forward_post_hook(self._end_step)]
+        if self.config.layers:
+            for name, layer in layer_quantizers(model).items():
+                if name.endswith("/input"):
+                    self.kinds[name] = "layer"
+                    self._hooks.append(layer.register_forward_post_hook(self._layer_hook(name)))
+        atexit.register(self._finalize_at_exit)
+        return self
+
+    def detach(self):
+        """Remove every hook; the collected samples stay for summary() and finalize()."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        if self._handler is not None and self._handler.monitor is self:
+            self._handler.monitor = None
+        self._handler = None
+        atexit.unregister(self._finalize_at_exit)
+
+    def _start_step(self, model, _inputs):
+        self._pending = {}
+        self._sampling = bool(model.training) and self.step % self.config.every_n_steps == 0
+        if model.training:
+            self.step += 1
+        return None
+
+    def _end_step(self, _model, _inputs, _outputs):
+        if self._sampling:
+            self._sampling = False
+            self._record()
+        return None
+
+    def _layer_hook(self, name):
+        def hook(_layer, inputs, output):
+            self.observe(name, inputs[0], output)
+
+        return hook
+
+    def observe(self, name, x, q):
+        """Add one quantizer call (float input x, fake-quant output q) to this step's sums."""
+        if not self._sampling or not paddle.in_dynamic_mode():
+            return
+        with paddle.no_grad(), interception.suspended():
+            if x.dtype != paddle.float32:
+                x, q = x.astype("float32"), q.astype("float32")
+            signal = paddle.sum(paddle.square(x))
+            noise = paddle.sum(paddle.square(x - q))
+            sums = self._pending.get(name)
+            if sums is None:
+                self._pending[name] = [signal, noise]
+            else:  # a shared quantizer is called at several places in one step
+                sums[0] = sums[0] + signal
+                sums[1] = sums[1] + noise
+
+    def _record(self):
+        if not self._pending:
+            return
+        names = list(self._pending)
+        # One device-to-host copy for the whole step.
+        values = paddle.stack([s.reshape([]) for n in names for s in self._pending[n]]).numpy()
+        self._pending = {}
+        step = self.step
+        new = []
+        for index, name in enumerate(names):
+            sqnr, rel_mse = error_db(float(values[2 * index]), float(values[2 * index + 1]))
+            new.append(ErrorSample(step, name, sqnr, rel_mse))
+        self.samples.extend(new)
+        self._log_step(step, new)
+        self._write_vdl(step, new)
+
+    def _log_step(self, step, new):
+        worst = sorted(new, key=lambda s: s.sqnr_db if math.isfinite(s.sqnr_db) else -math.inf)
+        worst = worst[:self.config.log_worst]
+        below = sum(s.sqnr_db < self.config.threshold_db for s in new)
+        logger.info("join monitor step {}: worst SQNR {}; {} quantizers, {} below {:g} dB".format(
+            step, ", ".join("{} {:.1f} dB".format(s.quantizer, s.sqnr_db) for s in worst),
+            len(new), below, self.config.threshold_db))
+
+    def _write_vdl(self, step, new):
+        if self.config.vdl_log_dir is None:
+            return
+        if self._vdl is None:
+            try:
+                from visualdl import LogWriter
+            except ImportError:
+                logger.warning("join monitor: vdl_log_dir is set but the visualdl package is "
+                               "not installed (pip install visualdl); the CSV report has the "
+                               "same numbers")
+                self._vdl = False
+                return
+            self._vdl = LogWriter(logdir=self.config.vdl_log_dir)
+        if self._vdl is False:
+            return
+        for sample in new:
+            self._vdl.add_scalar(tag="join_monitor/sqnr_db/" + sample.quantizer,
+                                 value=sample.sqnr_db, step=step)
+
+    def summary(self):
+        """{quantizer: {kind, samples, last/mean/min/recent SQNR, last rel. MSE, flagged}}."""
+        from slimext.analysis.monitor_report import summarize
+
+        return summarize(self.samples, self.kinds, self.config.threshold_db,
+                         self.config.recent_samples)
+
+    def finalize(self):
+        """Write the report if there are new samples, warn about flagged quantizers.
+
+        Returns {"csv"|"json"|"png": path}, or None when nothing new was sampled.
+        """
+        from slimext.analysis.monitor_report import write_report
+
+        if self._vdl:
+            self._vdl.close()
+            self._vdl = None
+        if len(self.samples) == self._reported:
+            return None
+        summary = self.summary()
+        paths = write_report(self.output_dir, self.samples, summary, asdict(self.config))
+        self._reported = len(self.samples)
+        flagged = [(n, s) for n, s in summary.items() if s["flagged"]]
+        if flagged:
+            named = ", ".join("{} {:.1f} dB".format(n, s["recent_max_sqnr_db"])
+                              for n, s in flagged[:FLAGS_NAMED])
+            more = " and {} more".format(len(flagged) - FLAGS_NAMED) \
+                if len(flagged) > FLAGS_NAMED else ""
+            logger.warning(
+                "join monitor: {} quantizer(s) stayed below {:g} dB SQNR over their last {} "
+                "samples: {}{}; give them more bits (rule activation_bits: 16) or skip them; "
+                "all numbers in {}".format(len(flagged), self.config.threshold_db,
+                                           self.config.recent_samples, named, more, paths["json"]))
+        logger.info("join monitor report: {}".format(", ".join(paths.values())))
+        return paths
+
+    def _finalize_at_exit(self):
+        try:
+            self.finalize()
+        except Exception as error:  # a report failure must not mask the run's own outcome
+            logger.error("join monitor: could not write the report: {}".format(error))
