@@ -46,6 +46,19 @@ def prepare_trainer(flags, cfg):
     return trainer
 
 
+def check_monitor_setting(slim_config):
+    """A bad `ResidualQAT.monitor` block fails before any model is built."""
+    from ppdet.core.workspace import _load_config_with_base
+
+    from slimext.analysis.monitor import MonitorConfigError, monitor_from_config
+
+    section = _load_config_with_base(slim_config).get("ResidualQAT") or {}
+    try:
+        monitor_from_config(section.get("monitor"))
+    except MonitorConfigError as error:
+        raise UserError("{} (in ResidualQAT of {})".format(error, slim_config))
+
+
 @run_command
 def main(argv=None):
     from ppdet.utils.cli import merge_args
@@ -59,8 +72,14 @@ def main(argv=None):
         from slimext.commands.common import check_dataset
 
         check_dataset(cfg, "eval")
+    if flags.slim_config:
+        check_monitor_setting(flags.slim_config)
     trainer = prepare_trainer(flags, cfg)
     trainer.train(flags.eval)
+    # Slim methods with an end-of-training step (ResidualQAT's error report) run it here.
+    finalize = getattr(cfg.get("slim"), "finalize", None)
+    if callable(finalize):
+        finalize()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     qat = ResidualQAT(backend="onednn")
     model = qat(model, example_inputs=[x])
     print(qat.plan)
+    ... train ...; qat.finalize()   # writes the join error report when `monitor` is set
     qat.save_quantized_model(model, "out/model", input_spec=[...])
 """
 import paddle
@@ -45,7 +46,12 @@ class ResidualQAT:
         self.quant_config.update(quant_config or {})
         self.rules = list(rules or [])
         self.input_shape = list(input_shape)
-        self.monitor_config = monitor
+        self.monitor = None
+        if monitor is not None and monitor is not False:
+            from slimext.analysis.monitor import monitor_from_config
+
+            # Checked here so a bad `monitor` setting fails before any model work.
+            self.monitor = monitor_from_config(monitor)
         self.plan = None
         self.handler = None
 
@@ -107,6 +113,8 @@ class ResidualQAT:
         self._wrap_layers(model)
         self.handler = attach_join_quantizers(model, self.plan,
                                               self.quant_config["moving_rate"])
+        if self.monitor is not None:
+            self.monitor.attach(model, self)
         if training:
             model.train()
         return model
@@ -116,6 +124,12 @@ class ResidualQAT:
         from slimext.quant.apply import quantizer_key
 
         return self.handler.quantizers[quantizer_key(name)]
+
+    def finalize(self):
+        """End of training: write the join error monitor's report (if one is configured)."""
+        if self.monitor is not None:
+            return self.monitor.finalize()
+        return None
 
     def save_quantized_model(self, model, path, input_spec=None, **config):
         from slimext.quant.export import export_quantized_model

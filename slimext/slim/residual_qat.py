@@ -1,7 +1,10 @@
 """`slim: ResidualQAT` for ppdet slim YAML (used by tools/train.py, eval.py, export_model.py)."""
+import os
+
 from ppdet.core.workspace import register, serializable
 from ppdet.utils.logger import setup_logger
 
+from slimext.analysis.monitor import monitor_from_config
 from slimext.quant.qat import DEFAULT_QUANT_CONFIG
 from slimext.quant.qat import ResidualQAT as _ResidualQATCore
 
@@ -18,6 +21,14 @@ def _configured_input_shape():
     return [1, 3, 320, 320]
 
 
+def _checkpoint_dir():
+    """Where ppdet's Checkpointer writes (save_dir/filename): the report goes beside it."""
+    from ppdet.core.workspace import global_config
+
+    return os.path.join(global_config.get("save_dir") or "output",
+                        global_config.get("filename") or "model")
+
+
 @register
 @serializable
 class ResidualQAT(object):
@@ -26,6 +37,8 @@ class ResidualQAT(object):
     backend: onednn | tensorrt | shared (see docs/residual_qat.md)
     quant_config: PaddleSlim's QAT config keys (weight/activation bits, PACT, ...)
     rules: ordered per-layer / per-join rules, last match wins
+    monitor: quantization error monitor during training (see docs/monitor.md), e.g.
+        {every_n_steps: 20, threshold_db: 20.0}; null turns it off
     """
 
     def __init__(self, backend="onednn", quant_config=None, rules=None, input_shape=None,
@@ -35,10 +48,15 @@ class ResidualQAT(object):
         self.rules = rules or []
         self.input_shape = input_shape
         self.print_plan = print_plan
-        self.monitor = monitor
+        monitor_from_config(monitor)  # a bad setting fails when ppdet builds this object
+        self.monitor_config = monitor
+        self.monitor = None
         self.core = None
 
     def __call__(self, model):
+        self.monitor = monitor_from_config(self.monitor_config)  # one per quantized model
+        if self.monitor is not None:
+            self.monitor.default_output_dir = os.path.join(_checkpoint_dir(), "join_monitor")
         self.core = _ResidualQATCore(backend=self.backend, quant_config=self.quant_config,
                                      rules=self.rules,
                                      input_shape=self.input_shape or _configured_input_shape(),
@@ -51,6 +69,10 @@ class ResidualQAT(object):
     @property
     def plan(self):
         return self.core.plan if self.core else None
+
+    def finalize(self):
+        """After training: the join error report (also written at exit if not called)."""
+        return self.core.finalize() if self.core else None
 
     def save_quantized_model(self, layer, path, input_spec=None, **config):
         report = self.core.save_quantized_model(layer, path, input_spec=input_spec)
