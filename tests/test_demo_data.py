@@ -4,6 +4,7 @@ import json
 import os
 
 import cv2
+import numpy as np
 
 from slimext.data.demo import CATEGORIES, generate
 
@@ -55,3 +56,15 @@ def test_annotation_ids_are_unique(tiny_dataset):
         data = json.load(f)
     ids = [a["id"] for a in data["annotations"]]
     assert len(ids) == len(set(ids))
+
+
+def test_classification_set_is_deterministic_and_balanced():
+    from slimext.data.demo_classification import NUM_CLASSES, class_name, make_split
+
+    images, labels = make_split(30, seed=3, size=64)
+    again, labels_again = make_split(30, seed=3, size=64)
+    assert images.shape == (30, 3, 64, 64) and images.dtype == np.float32
+    assert np.array_equal(images, again) and np.array_equal(labels, labels_again)
+    assert np.bincount(labels, minlength=NUM_CLASSES).tolist() == [3] * NUM_CLASSES
+    assert -1.0 <= images.min() and images.max() <= 1.0
+    assert class_name(NUM_CLASSES - 1) == "background" and class_name(0) == "red circle"
