@@ -53,10 +53,10 @@ class MonitorConfig:
             raise MonitorConfigError("monitor: unknown key(s) {}; valid keys are {}".format(
                 ", ".join(unknown), ", ".join(valid)))
         config = cls(**raw)
-        config._check()
+        config.check()
         return config
 
-    def _check(self):
+    def check(self):
         for key in ("every_n_steps", "recent_samples", "log_worst"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -105,11 +105,13 @@ class ErrorSample:
 
 
 class JoinErrorMonitor:
+    """Samples the error of a ResidualQAT model's quantizers; see the module docstring."""
+
     def __init__(self, every_n_steps=20, threshold_db=20.0, layers=False, output_dir=None,
                  vdl_log_dir=None, recent_samples=5, log_worst=3):
         self.config = MonitorConfig(every_n_steps, threshold_db, layers, output_dir,
                                     vdl_log_dir, recent_samples, log_worst)
-        self.config._check()
+        self.config.check()
         # Where the report goes when output_dir is not set (the ppdet slim class sets the
         # checkpoint folder here).
         self.default_output_dir = "output/join_monitor"
