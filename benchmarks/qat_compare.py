@@ -1,11 +1,12 @@
-"""Float vs PaddleSlim QAT vs ResidualQAT, in one run, on the demo PicoDet and ResNet-18.
+"""Float vs PaddleSlim QAT vs ResidualQAT, in one run: demo PicoDet, PicoDet-S, ResNet-18.
 
     python -m benchmarks.qat_compare [--workdir bench_output/qat_compare] [--only picodet]
 
 For each model: float training, then both QAT methods from the same float weights with
 the same budget; accuracy of the fake-quant model and of its INT8 Paddle Inference
 predictor; median latency (plain fp32, oneDNN fp32, oneDNN INT8, batch 1, 2 threads);
-median training step time; model file sizes. Every step runs in its own process. Prints
+median training step time; model file sizes. PicoDet-S (no COCO here) is measured for
+latency only. Every step runs in its own process. Prints
 a markdown table, writes benchmarks/results/qat_compare.{json,md}.
 """
 import argparse
@@ -100,18 +101,74 @@ def run_picodet(flags):
             "qat_epochs": flags.qat_epochs, "rows": rows}
 
 
+def isolated_step(workdir, name, func, *args):
+    """func(*args) in a fresh process, logged to workdir/logs/name.log; {"error"} on failure."""
+    os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
+    log_path = os.path.join(workdir, "logs", name + ".log")
+    try:
+        return run_in_fresh_process(func, *args, log_path=log_path)
+    except StepFailed:
+        return {"error": failure_reason(log_path)}
+
+
+def run_picodet_s(flags):
+    """Latency only (random weights, calibrated scales): see benchmarks/picodet_s_latency.py."""
+    from benchmarks import picodet_s_latency as pico_s
+    from slimext.commands.export import run as export_run
+
+    workdir = os.path.join(flags.workdir, "picodet_s")
+    config = os.path.join(demo.REPO_ROOT, pico_s.CONFIG)
+    image_dir = os.path.join(flags.workdir, "picodet", "dataset", "demo", "val")
+    image = os.path.join(image_dir, "val_00000.png")
+
+    def step(name, func, *args):
+        return isolated_step(workdir, name, func, *args)
+
+    def latency(name, model_dir, precision):
+        return step("infer_" + name, pico_s.measure_latency_only, model_dir, precision, image,
+                    2, flags.latency_runs)
+
+    log("picodet-s: float export and latency")
+    weights = step("weights", pico_s.save_random_weights, workdir, config)
+    float_dir = step("export_float", export_run, ["-c", config, "--output_dir",
+                                                  os.path.join(workdir, "float"),
+                                                  "-o", "weights=" + weights])
+    if isinstance(float_dir, dict):
+        raise StepFailed("PicoDet-S float export failed: {}".format(float_dir["error"]))
+    rows = {"float": {"size_mb": demo.model_size_mb(float_dir),
+                      "fp32": latency("float_fp32", float_dir, "fp32"),
+                      "onednn": latency("float_onednn", float_dir, "onednn")}}
+    for method, slim in pico_s.METHODS.items():
+        log("picodet-s: {}".format(method))
+        slim = os.path.join(demo.REPO_ROOT, slim)
+        row = {}
+        calibrated = step("calibrate_" + method, pico_s.calibrate_quantized_weights, workdir,
+                          config, slim, weights, float_dir, image_dir)
+        model_dir = None
+        if "error" not in calibrated:
+            model_dir = step("export_" + method, export_run,
+                             ["-c", config, "--slim_config", slim, "--output_dir",
+                              os.path.join(workdir, method), "-o",
+                              "weights=" + calibrated["weights"]])
+        if isinstance(model_dir, str):
+            row["size_mb"] = demo.model_size_mb(model_dir)
+            row["int8"] = latency(method + "_int8", model_dir, "int8")
+        else:
+            failed = model_dir if isinstance(model_dir, dict) else calibrated
+            row["int8"] = {"error": "export failed: " + failed["error"]}
+        rows[method] = row
+        log("picodet-s {}: {}".format(method, row))
+    return {"model": "PicoDet-S LCNet 416 (COCO config, random weights: latency only)",
+            "rows": rows}
+
+
 def run_resnet(flags):
     from benchmarks import resnet18_qat as resnet
 
     workdir = os.path.join(flags.workdir, "resnet18")
-    os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
 
     def step(name, func, *args):
-        log_path = os.path.join(workdir, "logs", name + ".log")
-        try:
-            return run_in_fresh_process(func, *args, log_path=log_path)
-        except StepFailed:
-            return {"error": failure_reason(log_path)}
+        return isolated_step(workdir, name, func, *args)
 
     log("resnet18: float training ({} epochs)".format(flags.resnet_epochs))
     sizes = {"train": flags.resnet_train, "val": flags.resnet_val}
@@ -153,7 +210,7 @@ def _latency(entry):
 
 
 def _predictor_metric(entry, key):
-    if not entry or "error" in entry:
+    if not entry or "error" in entry or key not in entry:
         return "-"
     return "{:.3f}".format(entry[key])
 
@@ -169,7 +226,8 @@ def targets(results):
         int8 = ours.get("int8", {})
         if "latency_ms" in int8:
             ratio = int8["latency_ms"] / best_fp32
-            checks.append(("PicoDet INT8 latency / best fp32", ratio, "<= 0.60", ratio <= 0.6))
+            checks.append(("demo PicoDet INT8 latency / best fp32", ratio, "<= 0.60",
+                           ratio <= 0.6))
             gap = abs(int8["mAP"] - ours["mAP"]) * 100
             checks.append(("PicoDet INT8 mAP vs fake-quant (points)", gap, "<= 0.5", gap <= 0.5))
         drop = (pico["float"]["mAP"] - ours["mAP"]) * 100
@@ -180,6 +238,13 @@ def targets(results):
         if ours.get("step_ms") and pico["paddleslim_qat"].get("step_ms"):
             ratio = ours["step_ms"] / pico["paddleslim_qat"]["step_ms"]
             checks.append(("PicoDet QAT step time ratio", ratio, "<= 1.10", ratio <= 1.10))
+    pico_s = results.get("picodet_s", {}).get("rows")
+    if pico_s and "latency_ms" in pico_s["residual_qat"].get("int8", {}):
+        best_fp32 = min(pico_s["float"]["fp32"].get("latency_ms", 1e9),
+                        pico_s["float"]["onednn"].get("latency_ms", 1e9))
+        ratio = pico_s["residual_qat"]["int8"]["latency_ms"] / best_fp32
+        checks.append(("PicoDet-S 416 INT8 latency / best fp32", ratio, "<= 0.60",
+                       ratio <= 0.6))
     res = results.get("resnet18", {}).get("rows")
     if res:
         ours, stock = res["residual_qat"], res["paddleslim_qat"]
@@ -197,13 +262,14 @@ def render_markdown(results):
     lines = ["# QAT comparison", "",
              "Reproduce: `{}` ({}; {} CPU threads for inference).".format(
                  results["command"], results["date"], 2), ""]
-    for key, metric in (("picodet", "mAP"), ("resnet18", "accuracy")):
+    for key, metric in (("picodet", "mAP"), ("picodet_s", "mAP"), ("resnet18", "accuracy")):
         section = results.get(key)
         if not section:
             continue
-        lines += ["## {}".format(section["model"]), "",
-                  "Float {} epochs; each QAT {} epochs from the same float weights.".format(
-                      section["epochs"], section["qat_epochs"]), "",
+        budget = ("Float {} epochs; each QAT {} epochs from the same float weights.".format(
+            section["epochs"], section["qat_epochs"]) if "epochs" in section else
+            "Random weights, scales calibrated on 8 demo images: latency only.")
+        lines += ["## {}".format(section["model"]), "", budget, "",
                   "| model | {m} (dygraph) | {m} (INT8 predictor) | fp32 ms | oneDNN fp32 ms "
                   "| oneDNN INT8 ms | train step ms | size MB |".format(m=metric),
                   "|---|---|---|---|---|---|---|---|"]
@@ -229,7 +295,7 @@ def render_markdown(results):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="bench_output/qat_compare")
-    parser.add_argument("--only", choices=("picodet", "resnet18"))
+    parser.add_argument("--only", choices=("picodet", "picodet_s", "resnet18"))
     parser.add_argument("--epochs", type=int, default=16, help="PicoDet float epochs")
     parser.add_argument("--qat_epochs", type=int, default=3, help="PicoDet QAT epochs")
     parser.add_argument("--float_weights", help="reuse a trained demo PicoDet checkpoint")
@@ -262,6 +328,11 @@ def main(argv=None):
     try:
         if flags.only in (None, "picodet"):
             results["picodet"] = run_picodet(flags)
+        if flags.only in (None, "picodet_s"):
+            if not os.path.isdir(os.path.join(flags.workdir, "picodet", "dataset", "demo")):
+                demo.make_dataset(demo.DemoContext(workdir=os.path.join(flags.workdir,
+                                                                        "picodet")))
+            results["picodet_s"] = run_picodet_s(flags)
         if flags.only in (None, "resnet18"):
             results["resnet18"] = run_resnet(flags)
     except StepFailed as error:
