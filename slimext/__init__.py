@@ -3,6 +3,11 @@
 Importing the package registers its slim classes with ppdet's workspace, so a slim YAML
 can say `slim: ResidualQAT` and the stock ppdet tools build it.
 """
+# Paddle's shared library exports zlib symbols of its own; when Python's zlib module is
+# loaded after it, compression (PNG writing in cv2, PIL, matplotlib) segfaults. Loading
+# zlib first binds the system library.
+import zlib  # noqa: F401,E402  (must precede any paddle import)
+
 __version__ = "0.1.0"
 
 

@@ -40,3 +40,20 @@ def test_launch_runs_script_that_builds_a_qat_model(tmp_path):
     line = [l for l in result.stdout.splitlines() if l.startswith("argv")][0]
     assert "helper-ok" in line
     assert int(line.split("quantized layers")[1].split()[0]) > 10
+
+
+def test_importing_slimext_keeps_png_writing_working():
+    # Loading paddle before Python's zlib makes compression segfault; slimext loads zlib
+    # first, so PNG writers keep working after `import slimext`.
+    code = ("import slimext, paddle, zlib, cv2, numpy as np, sys; "
+            "ok = cv2.imwrite(sys.argv[1], np.zeros((8, 8, 3), np.uint8)); "
+            "print(len(zlib.compress(b'x' * 1000)), ok)")
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        result = subprocess.run([sys.executable, "-c", code, folder + "/a.png"],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert result.stdout.strip().endswith("True")
