@@ -1,0 +1,201 @@
+"""ResidualPTQ: ResidualQAT's plan and quantizers, with scales from calibration data.
+
+    ptq = ResidualPTQ(backend="onednn", algo="KL")
+    model = ptq(model, example_inputs=[x])
+    for batch in batches:
+        model(batch)                  # runs in float; every activation quantizer's input is sampled
+    ptq.finish_calibration(model)     # thresholds -> quantizer scales: now a fake-quant model
+    ptq.save_quantized_model(model, "out/model", input_spec=[...])
+
+Activation quantizers are the conv/linear inputs ('<layer>/input') and the plan's join
+quantizers; weights keep PaddleSlim's channel-wise abs max, computed from the weights.
+"""
+import logging
+
+import numpy as np
+
+from slimext.quant.calibration import CalibrationError, check_options, make_calibrator
+from slimext.quant.qat import DEFAULT_QUANT_CONFIG, ResidualQAT
+from slimext.quant.quantizers import all_quantizers, bypassed
+
+logger = logging.getLogger("slimext.ptq")
+
+# Calibration writes a fixed scale; other activation quantizer types recompute theirs per
+# batch, and PACT clipping is learned in training, which PTQ does not do.
+QUANT_CONFIG_REQUIREMENTS = (
+    ("activation_quantize_type", ("moving_average_abs_max",)),
+    ("activation_preprocess_type", (None,)),
+    ("weight_preprocess_type", (None,)),
+    ("weight_quantize_type", ("channel_wise_abs_max", "abs_max")),
+)
+
+
+def check_quant_config(config):
+    for key, allowed in QUANT_CONFIG_REQUIREMENTS:
+        if config.get(key) not in allowed:
+            raise CalibrationError("quant_config {}: {!r} cannot be used for post-training "
+                                   "quantization; use {} (or leave the key out)".format(
+                                       key, config.get(key),
+                                       " or ".join(repr(a) for a in allowed)))
+
+
+def _is_activation(name):
+    return not name.endswith("/weight")
+
+
+class ResidualPTQ:
+    def __init__(self, backend="onednn", algo="KL", rules=None, quant_config=None,
+                 algo_config=None, input_shape=(1, 3, 320, 320), max_batches=None):
+        self.algo, self.algo_config = check_options(algo, algo_config)
+        config = dict(DEFAULT_QUANT_CONFIG, **(quant_config or {}))
+        check_quant_config(config)
+        # An int, None (every batch) or a callable read at each batch (ppdet applies -o
+        # overrides after the slim object is built).
+        self.max_batches = max_batches
+        self.batch_limit()
+        self.qat = ResidualQAT(backend=backend, quant_config=config, rules=rules,
+                               input_shape=input_shape)
+        self.calibrators = {}
+        self.thresholds = None
+        self.batches = 0
+        self._model = None
+        self._hooks = []
+        self._bypass = None
+
+    @property
+    def plan(self):
+        return self.qat.plan
+
+    @property
+    def handler(self):
+        return self.qat.handler
+
+    def quantizer(self, name):
+        return all_quantizers(self._model, self.plan)[name]
+
+    def __call__(self, model, example_inputs=None):
+        model.eval()  # PTQ never trains: batch norm keeps its statistics while calibrating
+        model = self.qat(model, example_inputs)
+        self.batches, self.thresholds = 0, None
+        quantizers = all_quantizers(model, self.plan)
+        activations = {n: q for n, q in quantizers.items() if _is_activation(n)}
+        for name, layer in activations.items():
+            if not hasattr(layer, "_accum"):
+                raise CalibrationError("quantizer {} is a {}, which has no fixed scale to "
+                                       "calibrate".format(name, type(layer).__name__))
+        self.calibrators = {name: make_calibrator(self.algo, layer._quant_bits, self.algo_config)
+                            for name, layer in activations.items()}
+        self._hooks = [model.register_forward_pre_hook(self._count_batch)]
+        self._hooks += [layer.register_forward_pre_hook(self._sampler(name))
+                        for name, layer in activations.items()]
+        # Calibration runs the float model: statistics of what the float network computes.
+        self._bypass = bypassed(quantizers.values())
+        self._bypass.__enter__()
+        self._model = model
+        return model
+
+    def batch_limit(self):
+        limit = self.max_batches() if callable(self.max_batches) else self.max_batches
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                                  or limit < 1):
+            raise CalibrationError("the number of calibration batches must be a positive "
+                                   "integer, got {!r} (quant_batch_num / max_batches)"
+                                   .format(limit))
+        return limit
+
+    def _count_batch(self, model, _inputs):
+        if model.training:
+            raise CalibrationError("the model is in training mode during calibration, which "
+                                   "would change its batch-norm statistics; call model.eval()")
+        self.batches += 1
+        return None
+
+    def _sampler(self, name):
+        calibrator = self.calibrators[name]
+
+        def hook(_layer, inputs):
+            limit = self.batch_limit()
+            if limit is None or self.batches <= limit:
+                calibrator.observe(inputs[0])
+            return None
+
+        return hook
+
+    def _check_observed(self):
+        if self.batches == 0:
+            raise CalibrationError("no calibration batch ran: call model(batch) on a few "
+                                   "representative batches after ptq(model) and before "
+                                   "finish_calibration/save_quantized_model")
+        unseen = [name for name, c in self.calibrators.items() if c.observed == 0]
+        if unseen:
+            raise CalibrationError(
+                "{} quantizer(s) saw no calibration data: {}; the batches never ran through "
+                "them: calibrate with inputs that take that path, or leave them in float with "
+                "a rule {{match: '<layer path or join site>', skip: true}}".format(
+                    len(unseen), ", ".join(unseen[:10])))
+
+    def finish_calibration(self, model):
+        """Compute every threshold, write it into its quantizer and stop sampling.
+
+        Returns {quantizer name: threshold}. From here on `model` is the fake-quant model
+        the export will be (its dygraph accuracy is the PTQ accuracy). Idempotent.
+        """
+        if model is not self._model:
+            raise CalibrationError("finish_calibration needs the model this ResidualPTQ "
+                                   "prepared (the one ptq(model) returned)")
+        if self.thresholds is not None:
+            return self.thresholds
+        self._check_observed()
+        thresholds = {name: c.threshold() for name, c in self.calibrators.items()}
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+        self._bypass.__exit__(None, None, None)
+        quantizers = all_quantizers(model, self.plan)
+        for name, value in thresholds.items():
+            _write_scale(quantizers[name], value)
+        _compute_weight_scales(model, quantizers)
+        self.thresholds = thresholds
+        clipped = sum(1 for n, c in self.calibrators.items() if thresholds[n] < c.abs_max)
+        logger.info("%s calibration on %d batch(es): %d activation quantizers, %d clip below "
+                    "their observed abs max", self.algo, self.used_batches(), len(thresholds),
+                    clipped)
+        return thresholds
+
+    def used_batches(self):
+        limit = self.batch_limit()
+        return self.batches if limit is None else min(self.batches, limit)
+
+    def table(self):
+        """Per quantizer: observed abs max and calibrated threshold."""
+        lines = ["{:<52} {:>10} {:>10} {:>6}".format("activation quantizer", "abs max",
+                                                     "threshold", "ratio")]
+        for name, c in self.calibrators.items():
+            value = (self.thresholds or {}).get(name)
+            lines.append("{:<52} {:>10.4g} {:>10} {:>6}".format(
+                name, c.abs_max, "-" if value is None else "{:.4g}".format(value),
+                "-" if value is None or not c.abs_max else "{:.2f}".format(value / c.abs_max)))
+        return "\n".join(lines)
+
+    def save_quantized_model(self, model, path, input_spec=None, **config):
+        """Finish calibration (if not done) and write the validated INT8 QDQ export."""
+        self.finish_calibration(model)
+        return self.qat.save_quantized_model(model, path, input_spec=input_spec)
+
+
+def _compute_weight_scales(model, quantizers):
+    """Run every weight quantizer on its weight once: it stores the (channel-wise) abs max
+    that the export reads. Bypassed during calibration, they have not computed it yet."""
+    layers = dict(model.named_sublayers())
+    for name, quantizer in quantizers.items():
+        if not _is_activation(name):
+            quantizer(layers[name.rsplit("/", 1)[0]].weight)
+
+
+def _write_scale(layer, threshold):
+    """Fix a moving-average quantizer at `threshold`, as if it had seen one batch with
+    that abs max (so QAT fine-tuning could continue from it)."""
+    value = np.array([threshold], dtype="float32")
+    layer._scale.set_value(value)
+    layer._accum.set_value(value)
+    layer._state.set_value(np.ones([1], dtype="float32"))
