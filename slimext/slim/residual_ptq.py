@@ -1,0 +1,120 @@
+"""`slim: ResidualPTQ` for ppdet slim YAML (used by tools/post_quant.py).
+
+ppdet's flow: build_slim_model(cfg, slim_config, mode='test') creates the detector, calls
+this class on it and loads cfg.weights; Trainer.post_quant runs `quant_batch_num` eval
+batches through the model and calls save_quantized_model.
+"""
+from ppdet.core.workspace import register, serializable
+from ppdet.utils.logger import setup_logger
+
+from slimext.quant.ptq import ResidualPTQ as _ResidualPTQCore
+from slimext.slim.residual_qat import _configured_input_shape
+
+logger = setup_logger(__name__)
+
+
+def _global_setting(key, default=None):
+    from ppdet.core.workspace import global_config
+
+    return global_config.get(key, default)
+
+
+def _quant_batch_num():
+    # ppdet's post_quant loop reads the same key (and runs one batch more than it says).
+    return _global_setting("quant_batch_num", 10)
+
+
+def load_float_weights(model):
+    """Load cfg.weights into the float model before it is quantized.
+
+    ppdet loads weights only after the slim class has run; by then layers with a deploy
+    form (RepVGG-style blocks) have been converted and no longer match a float training
+    checkpoint. Loading first makes the conversion fold the trained weights.
+    """
+    from ppdet.utils.checkpoint import load_pretrain_weight
+
+    weights = _global_setting("weights")
+    if weights:
+        load_pretrain_weight(model, weights)
+
+
+def prune_unused_inputs(model, input_spec):
+    """Drop the inputs the traced program never reads.
+
+    Trainer.post_quant passes every detector input (image, im_shape, scale_factor), and a
+    program cannot be saved with a feed it does not use (PicoDet ignores im_shape).
+    """
+    import paddle
+    from ppdet.engine.export_utils import _prune_input_spec
+
+    static_model = paddle.jit.to_static(model, input_spec=input_spec, full_graph=True)
+    try:
+        return _prune_input_spec(input_spec, static_model.forward.main_program,
+                                 static_model.forward.outputs)
+    finally:
+        model.__dict__.pop("forward", None)  # back to the dygraph forward
+
+
+@register
+@serializable
+class ResidualPTQ(object):
+    """Post-training quantization on the ResidualQAT plan (same joins, rules, export).
+
+    backend: onednn | tensorrt | shared (see docs/residual_qat.md)
+    algo: abs_max | avg | hist | KL | mse (see docs/ptq.md)
+    algo_config: options of the algorithm (bins, upsample_bins, hist_percent)
+    quant_config: PaddleSlim's quantization keys (weight type and bits, activation bits)
+    rules: ordered per-layer / per-join rules, last match wins
+    The number of calibration batches is the top-level `quant_batch_num` ppdet reads.
+    """
+
+    def __init__(self, backend="onednn", algo="KL", algo_config=None, quant_config=None,
+                 rules=None, input_shape=None, print_plan=True):
+        self.backend = backend
+        self.algo = algo
+        self.algo_config = algo_config
+        self.quant_config = quant_config
+        self.rules = rules or []
+        self.input_shape = input_shape
+        self.print_plan = print_plan
+        # Checked now, so a typo fails before any model is built or weight loaded.
+        self.core = self._make_core()
+
+    def _make_core(self):
+        return _ResidualPTQCore(backend=self.backend, algo=self.algo, rules=self.rules,
+                                quant_config=self.quant_config, algo_config=self.algo_config,
+                                input_shape=self.input_shape or _configured_input_shape(),
+                                max_batches=_quant_batch_num)
+
+    def __call__(self, model):
+        from ppdet.core.workspace import global_config
+
+        load_float_weights(model)
+        self.core = self._make_core()  # a fresh core per model
+        model = self.core(model)
+        # ppdet's Trainer builds the TestDataset that post_quant's infer_cfg.yml reads its
+        # label list from only for slim_type 'PTQ' (ppdet's name for post-training quant).
+        if global_config.get("slim_type") == "ResidualPTQ":
+            global_config["slim_type"] = "PTQ"
+        if self.print_plan:
+            logger.info("ResidualPTQ plan\n{}".format(self.core.plan))
+        return model
+
+    @property
+    def plan(self):
+        return self.core.plan
+
+    def finish_calibration(self, model):
+        thresholds = self.core.finish_calibration(model)
+        if self.print_plan:
+            logger.info("ResidualPTQ thresholds ({}, {} calibration batch(es))\n{}".format(
+                self.core.algo, self.core.used_batches(), self.core.table()))
+        return thresholds
+
+    def save_quantized_model(self, layer, path, input_spec=None, **config):
+        self.finish_calibration(layer)
+        if input_spec is not None:
+            input_spec = prune_unused_inputs(layer, input_spec)
+        report = self.core.save_quantized_model(layer, path, input_spec=input_spec)
+        logger.info("ResidualPTQ export: {}".format(report))
+        return report
