@@ -276,3 +276,11 @@ def test_cli_refuses_missing_weights(dataset_overrides, tmp_path):
                        "--output_dir", str(tmp_path), "-o", "weights=" + str(tmp_path / "none")]
                       + dataset_overrides)
     assert_one_error_line(result, "none.pdparams", "not found")
+
+
+@pytest.mark.parametrize("tool", ["tools/train.py", "tools/eval.py", "tools/export_model.py"])
+def test_other_tools_point_a_ptq_config_to_post_quant(tool, dataset_overrides, tmp_path):
+    # They would skip calibration and quietly give the float model.
+    result = run_tool([tool, "-c", DEMO_CONFIG, "--slim_config", PTQ_SLIM,
+                       "-o", "weights=" + str(tmp_path / "float")] + dataset_overrides)
+    assert_one_error_line(result, "post-training quantization", "tools/post_quant.py")

@@ -73,8 +73,11 @@ def run(argv):
     """The command without its error handling; returns the metric results (or None)."""
     from ppdet.utils.cli import merge_args
 
+    from slimext.commands.post_quant import refuse_uncalibrated_use
+
     flags = parse_flags(build_parser(), argv)
     cfg = load_detection_config(flags, mode="eval")
+    refuse_uncalibrated_use(flags.slim_config, "tools/eval.py")
     merge_args(cfg, flags, exclude_args=["config", "opt", "slim_config", "json_eval"])
     if flags.json_eval:
         score_saved_predictions(cfg, flags.output_eval)

@@ -62,8 +62,11 @@ def _replace_dir(new, target):
 
 def run(argv):
     """The command without its error handling; returns the export folder."""
+    from slimext.commands.post_quant import refuse_uncalibrated_use
+
     flags = parse_flags(build_parser(), argv)
     cfg = load_detection_config(flags, mode="test")
+    refuse_uncalibrated_use(flags.slim_config, "tools/export_model.py")
     return export_detector(cfg, flags.output_dir, flags.slim_config)
 
 

@@ -59,6 +59,18 @@ def check_slim_config(slim_config, overrides):
     return data
 
 
+def refuse_uncalibrated_use(slim_config, tool):
+    """Training, evaluating or exporting with a ResidualPTQ config in the other tools would
+    skip calibration and quietly give the float model: point to tools/post_quant.py."""
+    from ppdet.core.workspace import _load_config_with_base
+
+    if slim_config and _load_config_with_base(slim_config).get("slim") == SLIM_NAME:
+        raise UserError("{} is post-training quantization, which {} does not calibrate: run "
+                        "tools/post_quant.py -c <config> --slim_config {} -o weights=<float "
+                        "weights> (add --eval for its metric)".format(slim_config, tool,
+                                                                     slim_config))
+
+
 def check_batch_num(value):
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise UserError("quant_batch_num must be a positive integer (calibration batches of "

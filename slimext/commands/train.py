@@ -63,8 +63,11 @@ def check_monitor_setting(slim_config):
 def main(argv=None):
     from ppdet.utils.cli import merge_args
 
+    from slimext.commands.post_quant import refuse_uncalibrated_use
+
     flags = parse_flags(build_parser(), argv)
     cfg = load_detection_config(flags, mode="train")
+    refuse_uncalibrated_use(flags.slim_config, "tools/train.py")
     merge_args(cfg, flags, exclude_args=["config", "opt", "slim_config", "output_dir", "seed"])
     if flags.output_dir:
         cfg.save_dir = flags.output_dir

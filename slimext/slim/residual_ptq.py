@@ -29,12 +29,17 @@ def load_float_weights(model):
 
     ppdet loads weights only after the slim class has run; by then layers with a deploy
     form (RepVGG-style blocks) have been converted and no longer match a float training
-    checkpoint. Loading first makes the conversion fold the trained weights.
+    checkpoint. Loading first makes the conversion fold the trained weights. Without a
+    readable file nothing is loaded here: ppdet's own load reports it, and a plan printout
+    (tools/quant_plan.py) needs no weights.
     """
-    from ppdet.utils.checkpoint import load_pretrain_weight
+    import os
+
+    from ppdet.utils.checkpoint import is_url, load_pretrain_weight
 
     weights = _global_setting("weights")
-    if weights:
+    if weights and (is_url(weights) or os.path.isfile(str(weights) + ".pdparams")
+                    or os.path.isfile(str(weights))):
         load_pretrain_weight(model, weights)
 
 
