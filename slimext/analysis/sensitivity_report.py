@@ -101,9 +101,22 @@ def plot_ranking(ranking, path, top=20):
             ax.text(ranking.quant_value, -0.7, " all quantized", color="gray", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
         fig.tight_layout()
-        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+        write_atomically(path, lambda tmp: _save_small_png(fig, tmp))
     finally:
         plt.close(fig)
+
+
+def _save_small_png(fig, path):
+    """A bar chart has few colours: a 64-colour palette PNG is ~5x smaller and looks the same."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=80, format="png")
+    buffer.seek(0)
+    Image.open(buffer).convert("RGB").quantize(colors=64).save(path, format="PNG",
+                                                                optimize=True)
 
 
 def write_atomically(path, write):
