@@ -185,7 +185,8 @@ def test_export_runs_onednn_int8_close_to_the_fake_quant_model(ptq_export, tmp_p
     reference = model(example_input()).numpy()
     output, _ = run_int8(prefix, tmp_path)
     assert output.shape == reference.shape
-    assert np.abs(output - reference).max() < 0.1 * np.abs(reference).max()
+    # measured: under 1% of the output range for abs_max, KL and mse
+    assert np.abs(output - reference).max() < 0.05 * np.abs(reference).max()
 
 
 @pytest.fixture(scope="module")
