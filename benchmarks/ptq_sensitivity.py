@@ -18,7 +18,8 @@ import time
 
 import yaml
 
-from benchmarks.qat_compare import RESULTS_DIR, isolated_step, log, write_atomic
+from benchmarks.qat_compare import (RESULTS_DIR, isolated_step, log, write_atomic,
+                                     write_results)
 from slimext import demo
 
 ALGOS = ("abs_max", "KL", "hist", "mse")
@@ -154,12 +155,7 @@ def main(argv=None):
                "top_units": [r["match"] for r in rules][-flags.top_k:],
                "sensitivity_top": report.get("ranking", [])[:flags.top_k],
                "seconds": round(time.time() - start)}
-    os.makedirs(flags.results_dir, exist_ok=True)
-    write_atomic(os.path.join(flags.results_dir, "ptq_sensitivity.json"),
-                 json.dumps(results, indent=2))
-    markdown = render_markdown(results)
-    write_atomic(os.path.join(flags.results_dir, "ptq_sensitivity.md"), markdown)
-    print(markdown)
+    write_results(flags.results_dir, "ptq_sensitivity", results, render_markdown(results))
     log("done in {} s".format(results["seconds"]))
 
 

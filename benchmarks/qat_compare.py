@@ -316,6 +316,14 @@ def write_atomic(path, text):
     os.replace(tmp, path)
 
 
+def write_results(results_dir, name, results, markdown):
+    """results_dir/name.json and name.md, each swapped in complete; prints the table."""
+    os.makedirs(results_dir, exist_ok=True)
+    write_atomic(os.path.join(results_dir, name + ".json"), json.dumps(results, indent=2))
+    write_atomic(os.path.join(results_dir, name + ".md"), markdown)
+    print(markdown)
+
+
 def main(argv=None):
     flags = build_parser().parse_args(argv)
     flags.workdir = os.path.abspath(flags.workdir)
@@ -341,12 +349,7 @@ def main(argv=None):
     results["seconds"] = round(time.time() - start)
     results["targets"] = [dict(zip(("target", "measured", "goal", "met"), t))
                           for t in targets(results)]
-    os.makedirs(flags.results_dir, exist_ok=True)
-    write_atomic(os.path.join(flags.results_dir, "qat_compare.json"),
-                 json.dumps(results, indent=2))
-    markdown = render_markdown(results)
-    write_atomic(os.path.join(flags.results_dir, "qat_compare.md"), markdown)
-    print(markdown)
+    write_results(flags.results_dir, "qat_compare", results, render_markdown(results))
     log("done in {:.0f} s; results in {}".format(results["seconds"], flags.results_dir))
 
 
