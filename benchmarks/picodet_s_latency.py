@@ -3,8 +3,10 @@
 There is no COCO and no pretrained PicoDet-S here, so accuracy is out of scope: the weights
 are the config's random initialisation and the quantizer scales are calibrated on demo
 images (the float model's activations), which is all the INT8 runtime needs to run the
-real program. Each function is one step for benchmarks/qat_compare.py, run in its own
-process.
+real program. The exports leave out box decoding and NMS (`export.benchmark=True`, the way
+PicoDet's published latencies are taken): with random weights every anchor passes the score
+threshold and NMS over 80 classes would be all that is measured. Each function is one step
+for benchmarks/qat_compare.py, run in its own process.
 """
 import glob
 import os
@@ -16,6 +18,7 @@ from slimext.runtime import prepare_paddle_environment
 prepare_paddle_environment()
 
 CONFIG = "configs/picodet/picodet_s_416_coco_lcnet.yml"
+EXPORT_OVERRIDES = ["export.benchmark=True"]   # raw head outputs: no decoding, no NMS
 METHODS = {
     "residual_qat": "configs/slim/residual_qat/picodet_s_416_residual_qat.yml",
     "paddleslim_qat": "configs/slim/quant/picodet_s_416_lcnet_qat.yml",
@@ -81,6 +84,6 @@ def measure_latency_only(model_dir, precision, image_path, cpu_threads=2, runs=5
 
     predictor = DetectorPredictor(model_dir, precision, cpu_threads)
     inputs = predictor.preprocess(load_image(image_path))
-    latency = measure_latency(lambda: predictor.run(inputs), runs=runs, warmup=10)
+    latency = measure_latency(lambda: predictor.run_raw(inputs), runs=runs, warmup=10)
     return {"latency_ms": latency.median_ms, "precision": precision,
             "cpu_threads": cpu_threads}
