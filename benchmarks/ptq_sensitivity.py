@@ -97,11 +97,13 @@ def render_markdown(results):
             name, "-" if row.get("mAP") is None else "{:.3f}".format(row["mAP"]),
             "{:.3f}".format(int8["mAP"]) if "mAP" in int8 else int8.get("error", "-"),
             "{:.1f}".format(int8["latency_ms"]) if "latency_ms" in int8 else "-"))
-    top = results.get("top_units", [])
+    top = results.get("sensitivity_top", [])
     if top:
-        lines += ["", "Top {} units by output SQNR (quantized alone), kept at 16 bits in "
-                  "`ptq_{}_top{}`: {}.".format(len(top), results["topk_algo"], len(top),
-                                              ", ".join("`{}`".format(u) for u in top))]
+        lines += ["", "Top {} units by head-output SQNR when quantized alone (all units "
+                  "quantized: {:.1f} dB), kept at 16 bits (float on oneDNN) in `ptq_{}_top{}`:"
+                  .format(len(top), results["sensitivity_all_quant_db"], results["topk_algo"],
+                          len(top)), ""]
+        lines += ["- `{}`: {:.1f} dB".format(u["unit"], u["value"]) for u in top]
     return "\n".join(lines) + "\n"
 
 
@@ -153,7 +155,8 @@ def main(argv=None):
                "date": time.strftime("%Y-%m-%d"), "float_weights": os.path.relpath(weights),
                "rows": rows, "topk_algo": best,
                "top_units": [r["match"] for r in rules][-flags.top_k:],
-               "sensitivity_top": report.get("ranking", [])[:flags.top_k],
+               "sensitivity_all_quant_db": report["ranking"]["all_quant"],
+               "sensitivity_top": report["ranking"]["units"][:flags.top_k],
                "seconds": round(time.time() - start)}
     write_results(flags.results_dir, "ptq_sensitivity", results, render_markdown(results))
     log("done in {} s".format(results["seconds"]))
