@@ -263,8 +263,8 @@ def targets(results):
 
 def render_markdown(results):
     lines = ["# QAT comparison", "",
-             "Reproduce: `{}` ({}; {} CPU threads for inference).".format(
-                 results["command"], results["date"], 2), ""]
+             "Reproduce: `{}` ({}; 2 CPU threads for inference; each section names the "
+             "run that measured it).".format(REPRODUCE, results["date"]), ""]
     for key, metric in (("picodet", "mAP"), ("picodet_s", "mAP"), ("resnet18", "accuracy")):
         section = results.get(key)
         if not section:
@@ -272,9 +272,8 @@ def render_markdown(results):
         budget = ("Float {} epochs; each QAT {} epochs from the same float weights.".format(
             section["epochs"], section["qat_epochs"]) if "epochs" in section else
             "Random weights, scales calibrated on 8 demo images: latency only.")
-        command = results.get("section_commands", {}).get(key)
-        if command and command != results["command"]:
-            budget += " Measured by `{}`.".format(command)
+        command = results.get("section_commands", {}).get(key, results["command"])
+        budget += " Measured by `{}`.".format(command)
         lines += ["## {}".format(section["model"]), "", budget, "",
                   "| model | {m} (dygraph) | {m} (INT8 predictor) | fp32 ms | oneDNN fp32 ms "
                   "| oneDNN INT8 ms | train step ms | size MB |".format(m=metric),
