@@ -38,6 +38,9 @@ class BackendProfile:
         return self.concat if kind == "concat" else self.add
 
 
+# Every input and the output on one scale: a concat that needs no requantization.
+ONE_SCALE = PlacementRule(inputs="all", output=True, share="all")
+
 BACKENDS = {
     "onednn": BackendProfile(
         name="onednn",
@@ -45,7 +48,7 @@ BACKENDS = {
                     "before it runs INT8 only when its residual input and its output have "
                     "scales; inputs may keep their own scales; concat takes one scale.",
         add=PlacementRule(inputs="all", output=True, share="none"),
-        concat=PlacementRule(inputs="all", output=True, share="all"),
+        concat=ONE_SCALE,
         executable_bits=(8,),
     ),
     "tensorrt": BackendProfile(
@@ -53,15 +56,15 @@ BACKENDS = {
         description="TensorRT: QDQ only on the skip input of a residual add so conv + add "
                     "fuse; concat inputs and output share one scale (no requantization).",
         add=PlacementRule(inputs="skip", output=False, share="none"),
-        concat=PlacementRule(inputs="all", output=True, share="all"),
+        concat=ONE_SCALE,
         executable_bits=(8,),
     ),
     "shared": BackendProfile(
         name="shared",
         description="Accelerators that cannot rescale inside a join (many NPUs): every "
                     "input and the output of a join share one scale.",
-        add=PlacementRule(inputs="all", output=True, share="all"),
-        concat=PlacementRule(inputs="all", output=True, share="all"),
+        add=ONE_SCALE,
+        concat=ONE_SCALE,
         executable_bits=(8,),
     ),
 }
