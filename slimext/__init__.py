@@ -10,13 +10,18 @@ import zlib  # noqa: F401,E402  (must precede any paddle import)
 
 __version__ = "0.1.0"
 
+# Paddle reads some settings only when it is imported (see slimext.compat.environment).
+from slimext.compat.environment import prepare_paddle_environment  # noqa: E402
+
+prepare_paddle_environment()
+
 
 def register_with_ppdet():
     """Import the modules whose classes carry ppdet's @register (idempotent)."""
     from slimext import slim  # noqa: F401
-    from slimext.compat import apply_ppdet_fixes
+    from slimext.compat import apply_fixes
 
-    apply_ppdet_fixes()
+    apply_fixes()
 
 
 try:

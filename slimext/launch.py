@@ -1,11 +1,14 @@
-"""Run a PaddleDetection tool script with slimext's ppdet classes registered.
+"""Run a PaddleDetection tool script with slimext's classes, fixes and weight check.
 
     python -m slimext.launch path/to/PaddleDetection/tools/train.py -c CFG --slim_config S
 
 The script runs as `python script.py args...` would run it (its folder first on sys.path,
 sys.argv set, __name__ == "__main__"), after `import slimext` has added slimext's classes
-to ppdet's registry, so its YAML can name them. ppdet is already imported by then, so the
-script uses the installed ppdet even if it puts a checkout's folder on sys.path.
+to ppdet's registry (so its YAML can name them) and applied slimext's compatibility fixes.
+ppdet is already imported by then, so the script uses the installed ppdet even if it puts
+a checkout's folder on sys.path. The config's `pretrain_weights` load through the weight
+check, as in slimext's own tools: a checkpoint that does not fit stops the script before
+any step with one report and exit status 2.
 """
 import os
 import runpy
@@ -14,20 +17,51 @@ import sys
 USAGE = "usage: python -m slimext.launch path/to/script.py [script arguments...]"
 
 
+class LaunchError(Exception):
+    """The script stopped on something the user can fix; the message says what."""
+
+
+def _config_path(args):
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return "model"
+
+
+def _gpu_requested_on_cpu_paddle(error):
+    import paddle
+
+    text = str(error).lower()
+    return not paddle.is_compiled_with_cuda() and ("gpu" in text or "cuda" in text)
+
+
 def launch(script, args):
     """Run `script` as __main__ with argv [script, *args]."""
     if not os.path.isfile(script):
         raise FileNotFoundError("script {!r} does not exist (give the path to a .py file, "
                                 "e.g. PaddleDetection/tools/train.py)".format(script))
-    from slimext.runtime import prepare_paddle_environment
-
-    prepare_paddle_environment()
-    import slimext  # noqa: F401  (registration happens on import)
+    import slimext  # noqa: F401  (environment, fixes and registration happen on import)
+    from slimext.matcher import CheckpointError, WeightCheckConfigError, WeightCheckFailed
+    from slimext.matcher.loading import checked_ppdet_pretrain_loading
 
     script = os.path.abspath(script)
     sys.argv = [script] + list(args)
     sys.path.insert(0, os.path.dirname(script))
-    runpy.run_path(script, run_name="__main__")
+    try:
+        with checked_ppdet_pretrain_loading(target=_config_path(args)):
+            runpy.run_path(script, run_name="__main__")
+    except (WeightCheckFailed, WeightCheckConfigError) as error:
+        raise LaunchError(str(error))
+    except CheckpointError as error:
+        raise LaunchError("pretrain_weights: {}".format(error))
+    except (ValueError, RuntimeError, OSError) as error:
+        if _gpu_requested_on_cpu_paddle(error):
+            raise LaunchError("the config asks for a GPU (use_gpu: true, PaddleDetection's "
+                              "runtime.yml default) but this Paddle is a CPU build: add "
+                              "-o use_gpu=false")
+        raise
 
 
 def main(argv=None):
@@ -37,6 +71,9 @@ def main(argv=None):
         sys.exit(2 if not argv else 0)
     try:
         launch(argv[0], argv[1:])
+    except LaunchError as error:
+        print("Error: {}".format(error), file=sys.stderr)
+        sys.exit(2)
     except FileNotFoundError as error:
         if error.filename is None:  # ours, not one raised inside the script
             print("Error: {}".format(error), file=sys.stderr)

@@ -7,12 +7,10 @@ import warnings
 
 
 def prepare_paddle_environment():
-    """Defaults that make ppdet 2.6 work on Paddle 2.6 without user setup.
+    """What the tools need before Paddle does any work (see slimext.compat.environment)."""
+    from slimext.compat.environment import prepare_paddle_environment as prepare
 
-    Paddle 2.6 traces `to_static` with SOT fallback by default, and ppdet's export then
-    fails reading `.main_program`; full-graph tracing is what export needs.
-    """
-    os.environ.setdefault("ENABLE_FALL_BACK", "False")
+    prepare()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
+import slimext  # noqa: E402,F401  (before paddle: it chooses Paddle's settings, see compat)
 DEMO_CONFIG = os.path.join(REPO_ROOT, "configs", "picodet", "picodet_xs_192_demo_lcnet.yml")
 
 

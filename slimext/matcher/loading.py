@@ -75,8 +75,13 @@ def quiet_ppdet_checkpoint_log():
 
 
 @contextlib.contextmanager
-def checked_ppdet_weight_loading(policy=None, target="model", verbose=False):
-    """Route ppdet's `load_pretrain_weight` through `load_checked_weights` for the block."""
+def checked_ppdet_weight_loading(policy=None, target="model", verbose=False, checks=None):
+    """Route ppdet's `load_pretrain_weight` through `load_checked_weights` for the block.
+
+    `policy` may be a function returning the policy at load time, for a script that reads
+    its config inside the block; `checks(path)` (default: every load) picks the loads to
+    check, the others go to ppdet's own loader.
+    """
     import importlib
 
     def load_pretrain_weight(model, pretrain_weight):
@@ -84,10 +89,15 @@ def checked_ppdet_weight_loading(policy=None, target="model", verbose=False):
             _ppdet_style_logger().info("no pretrain_weights: the model starts from its "
                                        "initializer")
             return
-        load_checked_weights(model, pretrain_weight, policy, target=target, verbose=verbose)
+        current = policy() if callable(policy) else policy
+        if (checks is not None and not checks(pretrain_weight)) or \
+                (current is not None and not current.enable):
+            return ppdet_loader(model, pretrain_weight)
+        load_checked_weights(model, pretrain_weight, current, target=target, verbose=verbose)
 
     modules = [importlib.import_module(name) for name in _PPDET_LOADER_USERS]
     saved = [m.load_pretrain_weight for m in modules]
+    ppdet_loader = saved[0]
     for module in modules:
         module.load_pretrain_weight = load_pretrain_weight
     try:
@@ -105,3 +115,24 @@ def _ppdet_style_logger():
 
         return setup_logger("slimext.weight_check")
     return logger
+
+
+def checked_ppdet_pretrain_loading(target="model"):
+    """For a PaddleDetection tool script: check the loads of the config's `pretrain_weights`
+    with the `WeightCheck` policy of the config as merged when the load happens (so `-o
+    WeightCheck.on_mismatch=warn` counts); evaluation/export `weights` load as in ppdet."""
+    from ppdet.core.workspace import global_config
+
+    def is_pretrain(path):
+        pretrain = global_config.get("pretrain_weights")
+        return bool(pretrain) and _same_weights(path, pretrain)
+
+    return checked_ppdet_weight_loading(lambda: WeightCheckPolicy.from_config(global_config),
+                                        target=target, checks=is_pretrain)
+
+
+def _same_weights(a, b):
+    import os
+
+    strip = lambda p: os.path.abspath(p[:-len(".pdparams")] if p.endswith(".pdparams") else p)
+    return strip(str(a)) == strip(str(b))

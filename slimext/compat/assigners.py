@@ -1,0 +1,34 @@
+"""ppdet 2.6.0 label assigners on Paddle 3: the batch index has gt_labels' dtype (int32) and
+is added to an argmax result (int64), which Paddle 3 refuses to mix.
+
+The fix feeds the assigners int64 labels, so both sides are int64, and hands the assigned
+labels back in the caller's dtype: the loss code downstream sees what it saw on Paddle 2.6.
+"""
+import functools
+import inspect
+
+
+def _with_int64_labels(forward):
+    signature = inspect.signature(forward)
+
+    @functools.wraps(forward)
+    def wrapped(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        labels = bound.arguments["gt_labels"]
+        original_dtype = labels.dtype
+        bound.arguments["gt_labels"] = labels.astype("int64")
+        outputs = forward(*bound.args, **bound.kwargs)
+        return (outputs[0].astype(original_dtype),) + tuple(outputs[1:])
+
+    wrapped._int64_labels = True
+    return wrapped
+
+
+def cast_batch_index_in_assigners():
+    from ppdet.modeling.assigners.atss_assigner import ATSSAssigner
+    from ppdet.modeling.assigners.task_aligned_assigner import TaskAlignedAssigner
+
+    for cls in (ATSSAssigner, TaskAlignedAssigner):
+        if not getattr(cls.forward, "_int64_labels", False):
+            cls.forward = _with_int64_labels(cls.forward)
+    return ["ATSSAssigner", "TaskAlignedAssigner"]

@@ -1,0 +1,147 @@
+"""Every compatibility fix: applied exactly on the versions that need it, and the failure it
+prevents is real there (the unfixed function fails, the fixed one works)."""
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+from slimext import compat
+from slimext.compat.versions import installed_version, paddle_at_least
+
+PADDLE3 = paddle_at_least(3, 0, 0)
+
+
+def _unfixed(function):
+    """The function as Paddle/ppdet ship it (a fix keeps it as __wrapped__)."""
+    return getattr(function, "__wrapped__", function)
+
+
+def test_fixes_are_applied_exactly_where_needed():
+    applied = set(compat.applied_fixes())
+    for fix in compat.FIXES:
+        assert (fix.name in applied) == fix.needed(), fix.name
+    assert ("old_ir_tensor_functions" in applied) == PADDLE3
+    assert ("assigner_batch_index_dtype" in applied) == \
+        (PADDLE3 and installed_version("ppdet") == (2, 6, 0))
+
+
+def test_versions_come_from_package_metadata():
+    assert ".".join(map(str, installed_version("paddle"))).startswith(
+        paddle.__version__.split("-")[0][:3])
+
+
+def _old_ir_program(multiply, sigmoid, matmul, total, argmax, maximum):
+    main, startup = paddle.static.Program(), paddle.static.Program()
+    with paddle.static.program_guard(main, startup):
+        x = paddle.static.data("x", [2, 3], "float32")
+        y = multiply(x, sigmoid(x))
+        z = matmul(y, y, transpose_y=True).sqrt()
+        outputs = [z, total(maximum(x, y), axis=1), argmax(x, axis=-1)]
+    return main, outputs
+
+
+def test_old_ir_tracing_of_functions_bound_to_cpp():
+    fixed = (paddle.multiply, F.sigmoid, paddle.matmul, paddle.sum, paddle.argmax,
+             paddle.maximum)
+    x = np.array([[0.5, 1.0, 2.0], [3.0, 0.1, 0.2]], "float32")
+    paddle.enable_static()
+    try:
+        program, outputs = _old_ir_program(*fixed)
+        ops = {op.type for op in program.global_block().ops}
+        assert {"elementwise_mul", "sigmoid", "matmul_v2", "sqrt", "reduce_sum",
+                "elementwise_max", "arg_max"} <= ops
+        exe = paddle.static.Executor(paddle.CPUPlace())
+        z, total, index = exe.run(program, feed={"x": x}, fetch_list=outputs)
+        if PADDLE3:  # the failure the fix prevents
+            with pytest.raises((TypeError, ValueError), match="Variable|Value"):
+                _old_ir_program(*map(_unfixed, fixed))
+    finally:
+        paddle.disable_static()
+    y = x / (1 + np.exp(-x))
+    np.testing.assert_allclose(z, np.sqrt(y @ y.T), rtol=1e-5)
+    np.testing.assert_allclose(total, np.maximum(x, y).sum(axis=1), rtol=1e-5)
+    np.testing.assert_array_equal(index, x.argmax(axis=-1))
+
+
+def test_dygraph_calls_go_to_paddles_own_functions():
+    x = paddle.to_tensor([[1.0, -2.0]])
+    np.testing.assert_allclose(paddle.multiply(x, x).numpy(), [[1.0, 4.0]])
+    np.testing.assert_allclose(F.sigmoid(x).numpy(), 1 / (1 + np.exp(-x.numpy())), rtol=1e-6)
+
+
+def _assigner_inputs():
+    # 8x8 anchors of size 8 on a 64x64 image, two ground-truth boxes labelled 1 and 2.
+    centers = (np.arange(8) * 8 + 4).astype("float32")
+    cx, cy = np.meshgrid(centers, centers)
+    anchors = np.stack([cx - 4, cy - 4, cx + 4, cy + 4], -1).reshape(-1, 4)
+    gt_boxes = paddle.to_tensor([[[0, 0, 20, 20], [30, 30, 60, 60]]], "float32")
+    gt_labels = paddle.to_tensor([[[1], [2]]], "int32")
+    return paddle.to_tensor(anchors), gt_labels, gt_boxes, paddle.ones([1, 2, 1])
+
+
+def test_atss_assigner_accepts_int32_labels():
+    from ppdet.modeling.assigners.atss_assigner import ATSSAssigner
+
+    assigner = ATSSAssigner(topk=9, num_classes=3)
+    anchors, labels, boxes, mask = _assigner_inputs()
+    assigned = assigner(anchors, [64], labels, boxes, mask, bg_index=3)[0]
+    assert assigned.dtype == paddle.int32
+    values = set(assigned.numpy().ravel().tolist())
+    assert 3 in values and values & {1, 2}  # background and at least one object
+    if PADDLE3:
+        with pytest.raises(Exception, match="int64|int32|dtype|type"):
+            _unfixed(ATSSAssigner.forward)(assigner, anchors, [64], labels, boxes, mask, 3)
+
+
+def test_task_aligned_assigner_accepts_int32_labels():
+    from ppdet.modeling.assigners.task_aligned_assigner import TaskAlignedAssigner
+
+    assigner = TaskAlignedAssigner(topk=9)
+    anchors, labels, boxes, mask = _assigner_inputs()
+    points = (anchors[:, :2] + anchors[:, 2:]) / 2
+    scores = paddle.full([1, 64, 3], 0.5)
+    pred_boxes = paddle.to_tensor(anchors.numpy()[None])
+    assigned = assigner(scores, pred_boxes, points, [64], labels, boxes, mask, 3)[0]
+    assert assigned.dtype == paddle.int32
+    assert {1, 2} <= set(assigned.numpy().ravel().tolist())
+    if PADDLE3:
+        with pytest.raises(Exception, match="int64|int32|dtype|type"):
+            _unfixed(TaskAlignedAssigner.forward)(assigner, scores, pred_boxes, points, [64],
+                                                  labels, boxes, mask, 3)
+
+
+SAVE_LINEAR = """
+import os, sys
+{first}
+import paddle
+from slimext.compat.environment import export_ir_problem
+model = paddle.nn.Linear(2, 2)
+paddle.jit.save(paddle.jit.to_static(model, full_graph=True), sys.argv[1] + "/m",
+                input_spec=[paddle.static.InputSpec([1, 2], "float32")])
+print(sorted(os.listdir(sys.argv[1])), export_ir_problem())
+"""
+
+
+def _save_linear(folder, first, env_flag=None):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env.pop("FLAGS_enable_pir_api", None)
+    if env_flag is not None:
+        env["FLAGS_enable_pir_api"] = env_flag
+    result = subprocess.run([sys.executable, "-c", SAVE_LINEAR.format(first=first), folder],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_exports_are_traced_into_the_old_ir_that_int8_inference_needs(tmp_path):
+    (tmp_path / "a").mkdir()
+    line = _save_linear(str(tmp_path / "a"), "import slimext")
+    assert "m.pdmodel" in line and line.endswith("None")
+    if PADDLE3:  # the failure the setting prevents: a PIR program, refused with the fix named
+        (tmp_path / "b").mkdir()
+        line = _save_linear(str(tmp_path / "b"), "import slimext", env_flag="1")
+        assert "m.json" in line and "FLAGS_enable_pir_api=0" in line
