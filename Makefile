@@ -1,20 +1,25 @@
 # Two commands matter: `make demo` (the whole pipeline on demo data) and `make test`.
-# Both install the pinned stack into .venv first if it is not there yet.
+# Both install the pinned stack into .venv-$(STACK) first if it is not there yet.
+# STACK picks the Paddle version (stacks/*.txt): paddle33 (default) or paddle26.
 PYTHON ?= python3
-VENV ?= .venv
+STACK ?= paddle33
+VENV ?= .venv-$(STACK)
+ifeq ($(wildcard stacks/$(STACK).txt),)
+$(error unknown STACK=$(STACK): use one of $(basename $(notdir $(wildcard stacks/*.txt))))
+endif
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.slimext-installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-all-stacks bench clean
 
 install: $(STAMP)
 
 # paddleslim 2.6.0 pins opencv 4.6.0.66 while paddledet wants <=4.6.0, so it goes in
 # with --no-deps after the rest; constraints.txt holds the pins that were measured to work.
-$(STAMP): requirements.txt requirements-extra.txt constraints.txt setup.py
+$(STAMP): stacks/$(STACK).txt requirements-extra.txt constraints.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -r requirements.txt
+	$(PIP) install -q -c constraints.txt -r stacks/$(STACK).txt
 	$(PIP) install -q --no-deps paddleslim==2.6.0
 	$(PIP) install -q -c constraints.txt $$(grep -v '^#' requirements-extra.txt | grep -v paddleslim)
 	$(PIP) install -q --no-deps -e .
@@ -25,6 +30,11 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# Every supported stack, one after the other (what CI runs).
+test-all-stacks:
+	$(MAKE) test STACK=paddle33
+	$(MAKE) test STACK=paddle26
 
 bench: install
 	$(PY) -m benchmarks.matcher_speed

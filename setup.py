@@ -13,7 +13,7 @@ setup(
     packages=find_packages(include=["slimext", "slimext.*"]),
     python_requires=">=3.8",
     install_requires=[
-        "paddlepaddle==2.6.2",
+        "paddlepaddle>=2.6.2,<3.4",
         "paddledet==2.6.0",
         "numpy<1.24",
         "pyyaml",

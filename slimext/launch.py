@@ -42,7 +42,12 @@ def launch(script, args):
     if not os.path.isfile(script):
         raise FileNotFoundError("script {!r} does not exist (give the path to a .py file, "
                                 "e.g. PaddleDetection/tools/train.py)".format(script))
-    import slimext  # noqa: F401  (environment, fixes and registration happen on import)
+    import slimext  # environment, fixes and registration happen on import
+
+    if getattr(slimext, "_IMPORT_ERROR", None) is not None:
+        raise LaunchError("slimext could not register with ppdet ({}): install the missing "
+                          "package, or run from a folder whose ppdet can be imported"
+                          .format(slimext._IMPORT_ERROR))
     from slimext.matcher import CheckpointError, WeightCheckConfigError, WeightCheckFailed
     from slimext.matcher.loading import checked_ppdet_pretrain_loading
 

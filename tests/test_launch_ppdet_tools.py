@@ -1,0 +1,65 @@
+"""PaddleDetection's own tool scripts through `python -m slimext.launch` get slimext's weight
+check (same report, same policy, -o WeightCheck honoured) and a one-line hint for use_gpu on
+a CPU build. The scripts under tests/ppdet_tools/ have the structure of v2.6 and v2.7/develop
+tools/train.py."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from matcher_helpers import DEMO, L320, REPO, build, save
+
+TOOLS = os.path.join(REPO, "tests", "ppdet_tools")
+SCRIPTS = ["train_v26.py", "train_v27.py"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("launch")
+    demo = root / "demo"
+    subprocess.run([sys.executable, "-m", "slimext.data.demo", "--out", str(demo), "--train",
+                    "8", "--val", "4"], check=True, cwd=REPO, capture_output=True)
+    return {"root": root, "demo": str(demo),
+            "wide_weights": save(build(L320), str(root / "picodet_l.pdparams"))}
+
+
+def launch(script, files, tmp_path, *opts):
+    command = [sys.executable, "-m", "slimext.launch", os.path.join(TOOLS, script), "-c", DEMO,
+               "-o", "TrainDataset.dataset_dir=" + files["demo"], "epoch=1",
+               "TrainReader.batch_size=4", "save_dir=" + str(tmp_path / "out")] + list(opts)
+    # From a folder outside the repository, as a user runs their own checkout's tools.
+    return subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_wrong_weights_stop_before_any_step_with_one_report(script, files, tmp_path):
+    result = launch(script, files, tmp_path, "pretrain_weights=" + files["wide_weights"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-2000:]
+    assert "Verdict: ERROR" in output and "picodet_l_320_coco_lcnet.yml" in output
+    assert "Error: weights" in result.stderr and "Traceback" not in result.stderr
+    assert "is unmatched" not in output and "Epoch:" not in output
+    assert not (tmp_path / "out").exists()
+
+
+def test_weight_check_policy_from_o_is_honoured(files, tmp_path):
+    result = launch("train_v26.py", files, tmp_path, "pretrain_weights=" + files["wide_weights"],
+                    "WeightCheck.on_mismatch=warn")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "Verdict: WARN" in output and "Epoch: [0]" in output
+    assert "is unmatched" not in output
+
+
+def test_use_gpu_on_a_cpu_build_gets_a_one_line_hint(files, tmp_path):
+    import paddle
+
+    assert not paddle.is_compiled_with_cuda()  # the case this test is about
+    result = launch("train_v27.py", files, tmp_path, "use_gpu=true")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: the config asks for a GPU (use_gpu: true, PaddleDetection's runtime.yml "
+        "default) but this Paddle is a CPU build: add -o use_gpu=false")
+    assert "Traceback" not in result.stderr
