@@ -265,6 +265,10 @@ def render_markdown(results):
     lines = ["# QAT comparison", "",
              "Reproduce: `{}` ({}; 2 CPU threads for inference; each section names the "
              "run that measured it).".format(REPRODUCE, results["date"]), ""]
+    if results.get("machine"):
+        from slimext.deploy.hardware import isa_line
+
+        lines += ["Machine: {}".format(isa_line(results["machine"])), ""]
     for key, metric in (("picodet", "mAP"), ("picodet_s", "mAP"), ("resnet18", "accuracy")):
         section = results.get(key)
         if not section:
@@ -312,6 +316,8 @@ def build_parser():
     parser.add_argument("--latency_runs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results_dir", default=RESULTS_DIR)
+    parser.add_argument("--results_name", default="qat_compare",
+                        help="file name (no extension) of the result JSON/markdown")
     return parser
 
 
@@ -337,9 +343,11 @@ def main(argv=None):
         build_parser().error("--float_weights {}: no {}.pdparams".format(
             flags.float_weights, flags.float_weights))
     start = time.time()
+    from slimext.deploy.hardware import describe_machine
+
     results = {"command": " ".join([REPRODUCE] + (argv if argv is not None else sys.argv[1:])),
-               "date": time.strftime("%Y-%m-%d")}
-    previous = os.path.join(flags.results_dir, "qat_compare.json")
+               "date": time.strftime("%Y-%m-%d"), "machine": describe_machine()}
+    previous = os.path.join(flags.results_dir, flags.results_name + ".json")
     if flags.only and os.path.isfile(previous):
         # Re-measuring one section keeps the others; each section is still one run.
         with open(previous) as f:
@@ -365,7 +373,7 @@ def main(argv=None):
     results["seconds"] = round(time.time() - start)
     results["targets"] = [dict(zip(("target", "measured", "goal", "met"), t))
                           for t in targets(results)]
-    write_results(flags.results_dir, "qat_compare", results, render_markdown(results))
+    write_results(flags.results_dir, flags.results_name, results, render_markdown(results))
     log("done in {:.0f} s; results in {}".format(results["seconds"], flags.results_dir))
 
 

@@ -3,7 +3,7 @@ import os
 import shutil
 import tempfile
 
-from slimext.commands.common import (load_detection_config, make_parser, parse_flags,
+from slimext.commands.common import (UserError, load_detection_config, make_parser, parse_flags,
                                      run_command, weights_path)
 
 
@@ -25,6 +25,10 @@ def export_detector(cfg, output_dir, slim_config=None):
     from ppdet.engine import Trainer
     from ppdet.slim import build_slim_model
 
+    from slimext.compat.environment import export_ir_problem
+
+    if export_ir_problem():
+        raise UserError(export_ir_problem())
     cfg.weights = weights_path(cfg.get("weights"))
     if slim_config:
         cfg = build_slim_model(cfg, slim_config, mode="test")

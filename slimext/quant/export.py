@@ -130,6 +130,11 @@ def _remove_act_preprocess(model):
 
 def export_quantized_model(model, path, input_spec, plan, handler):
     """Write `path`.pdmodel/.pdiparams (+ quant_plan.json beside them); returns a report."""
+    from slimext.compat.environment import export_ir_problem
+
+    problem = export_ir_problem()
+    if problem:
+        raise RuntimeError(problem)
     backend = get_backend(plan.backend)
     out_dir = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
