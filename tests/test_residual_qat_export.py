@@ -33,9 +33,13 @@ def residual_export(tmp_path_factory):
 RUN_INT8 = """
 import sys, numpy as np
 from paddle import inference
+from slimext.compat.inference import use_int8_capable_pipeline
 config = inference.Config(sys.argv[1] + ".pdmodel", sys.argv[1] + ".pdiparams")
 config.disable_gpu(); config.set_cpu_math_library_num_threads(1)
 config.enable_mkldnn(); config.enable_mkldnn_int8()
+use_int8_capable_pipeline(config)
+if len(sys.argv) > 4:  # the pipeline the fix avoids
+    config.enable_new_ir(True)
 predictor = inference.create_predictor(config)
 x = np.load(sys.argv[2])
 predictor.get_input_handle(predictor.get_input_names()[0]).copy_from_cpu(x)
@@ -44,14 +48,31 @@ np.save(sys.argv[3], predictor.get_output_handle(predictor.get_output_names()[0]
 """
 
 
-def run_int8(prefix, tmp_path):
-    """Run the export in oneDNN INT8 in a fresh process; return (output, pass log)."""
+def run_int8_process(prefix, tmp_path, *extra):
     x_path, out_path = str(tmp_path / "x.npy"), str(tmp_path / "out.npy")
     np.save(x_path, example_input().numpy())
-    result = subprocess.run([sys.executable, "-c", RUN_INT8, prefix, x_path, out_path],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", RUN_INT8, prefix, x_path, out_path] +
+                            list(extra), capture_output=True, text=True, timeout=300)
+    return result, out_path
+
+
+def run_int8(prefix, tmp_path):
+    """Run the export in oneDNN INT8 in a fresh process; return (output, pass log)."""
+    result, out_path = run_int8_process(prefix, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     return np.load(out_path), result.stdout + result.stderr
+
+
+def test_int8_runs_only_on_the_pipeline_the_compat_setting_keeps(residual_export, tmp_path):
+    from slimext.compat.versions import paddle_at_least
+
+    _, prefix, _, _ = residual_export
+    result, _ = run_int8_process(prefix, tmp_path, "new-ir")
+    log = result.stdout + result.stderr
+    if paddle_at_least(3, 0, 0):  # Paddle 3's PIR pipeline: no oneDNN INT8 passes
+        assert result.returncode != 0 or "fused_conv2d ops with residual" not in log
+    _, kept = run_int8(prefix, tmp_path)
+    assert "fused_conv2d ops with residual" in kept
 
 
 def test_export_has_every_join_quantizer_and_int8_weights(residual_export):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import yaml
 
+from slimext.compat.inference import use_int8_capable_pipeline
 from slimext.deploy.preprocess import Preprocess
 
 MODEL_FILES = ("model.pdmodel", "model.pdiparams", "infer_cfg.yml")
@@ -69,7 +70,7 @@ def create_config(model_dir, precision="fp32", cpu_threads=2):
     config.enable_memory_optim()
     config.disable_glog_info()
     PRECISIONS[precision](config)
-    return config
+    return use_int8_capable_pipeline(config)
 
 
 class DetectorPredictor:
