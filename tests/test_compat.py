@@ -145,3 +145,23 @@ def test_exports_are_traced_into_the_old_ir_that_int8_inference_needs(tmp_path):
         (tmp_path / "b").mkdir()
         line = _save_linear(str(tmp_path / "b"), "import slimext", env_flag="1")
         assert "m.json" in line and "FLAGS_enable_pir_api=0" in line
+
+
+def test_lcpan_builds_do_not_share_a_growing_default():
+    import inspect
+
+    from ppdet.modeling.necks.lc_pan import LCPAN
+
+    def build(init):
+        layer = LCPAN.__new__(LCPAN)
+        init(layer, in_channels=[16, 32, 64], out_channels=16, num_features=4)
+        return layer
+
+    assert [len(build(LCPAN.__init__).spatial_scales) for _ in range(2)] == [4, 4]
+    unfixed = _unfixed(LCPAN.__init__)
+    default = inspect.signature(unfixed).parameters["spatial_scales"].default
+    pristine = list(default)
+    try:  # the failure the fix prevents: each build appends to the one default list
+        assert [len(build(unfixed).spatial_scales) for _ in range(2)] == [4, 5]
+    finally:
+        default[:] = pristine
