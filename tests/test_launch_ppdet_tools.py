@@ -63,3 +63,29 @@ def test_use_gpu_on_a_cpu_build_gets_a_one_line_hint(files, tmp_path):
         "Error: the config asks for a GPU (use_gpu: true, PaddleDetection's runtime.yml "
         "default) but this Paddle is a CPU build: add -o use_gpu=false")
     assert "Traceback" not in result.stderr
+
+
+def test_ppdet_27_semi_supervised_loads_go_to_ppdets_loader(monkeypatch):
+    # ppdet >= 2.7 calls load_pretrain_weight(model, path, ARSL_eval); that layout is ppdet's.
+    import importlib
+
+    from slimext.matcher import CheckpointError
+    from slimext.matcher.loading import checked_ppdet_weight_loading
+
+    calls = []
+    for name in ("ppdet.slim", "ppdet.engine.trainer"):
+        monkeypatch.setattr(importlib.import_module(name), "load_pretrain_weight",
+                            lambda *args: calls.append(args))
+    trainer_module = importlib.import_module("ppdet.engine.trainer")
+    model = paddle_linear()
+    with checked_ppdet_weight_loading():
+        trainer_module.load_pretrain_weight(model, "teacher_student.pdparams", True)
+        assert calls == [(model, "teacher_student.pdparams", True)]
+        with pytest.raises(CheckpointError):  # an ordinary load is checked
+            trainer_module.load_pretrain_weight(model, "missing.pdparams", False)
+
+
+def paddle_linear():
+    import paddle
+
+    return paddle.nn.Linear(2, 2)

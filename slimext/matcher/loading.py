@@ -84,7 +84,11 @@ def checked_ppdet_weight_loading(policy=None, target="model", verbose=False, che
     """
     import importlib
 
-    def load_pretrain_weight(model, pretrain_weight):
+    def load_pretrain_weight(model, pretrain_weight, *more, **options):
+        # ppdet >= 2.7 passes ARSL_eval (semi-supervised teacher/student keys): its own
+        # loader handles that layout.
+        if any(more) or any(options.values()):
+            return ppdet_loader(model, pretrain_weight, *more, **options)
         if not pretrain_weight:  # ppdet's slim path calls this even without weights
             _ppdet_style_logger().info("no pretrain_weights: the model starts from its "
                                        "initializer")
