@@ -165,3 +165,31 @@ def test_lcpan_builds_do_not_share_a_growing_default():
         assert [len(build(unfixed).spatial_scales) for _ in range(2)] == [4, 5]
     finally:
         default[:] = pristine
+
+
+MAIN_PROGRAM = """
+import slimext, paddle
+model = paddle.nn.Linear(2, 2)
+static = paddle.jit.to_static(model.forward,
+                              input_spec=[paddle.static.InputSpec([1, 2], "float32")])
+print(type(static.main_program).__name__)
+"""
+
+
+@pytest.mark.parametrize("fallback", [None, "True"])
+def test_full_graph_tracing_is_what_ppdet_export_reads(fallback):
+    # ppdet's Trainer.export reads `.main_program`, which SOT fallback tracing refuses.
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ENABLE_FALL_BACK"}
+    if fallback:
+        env["ENABLE_FALL_BACK"] = fallback  # a user's own value is kept: the unfixed case
+    result = subprocess.run([sys.executable, "-c", MAIN_PROGRAM], capture_output=True,
+                            text=True, timeout=300, env=env)
+    if fallback:
+        assert result.returncode != 0 and "full_graph=False" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip().endswith("Program")
