@@ -18,6 +18,7 @@ RESIDUAL_QAT = os.path.join(REPO_ROOT, "configs", "slim", "residual_qat",
                             "picodet_demo_residual_qat.yml")
 STOCK_QAT = os.path.join(REPO_ROOT, "configs", "slim", "quant", "picodet_demo_qat.yml")
 WORKER = os.path.join(REPO_ROOT, "tests", "distributed", "scale_sync_worker.py")
+VOTE_WORKER = os.path.join(REPO_ROOT, "tests", "distributed", "vote_worker.py")
 # 16 training images, 2 per rank and step: 4 optimizer steps per epoch on each rank.
 SHORT_RUN = ["epoch=1", "TrainReader.batch_size=2", "worker_num=0"]
 FAILURE_DEADLINE_S = 180
@@ -199,3 +200,19 @@ def test_a_failing_weight_check_stops_both_ranks_in_bounded_time(tmp_path, datas
     assert time.time() - started < FAILURE_DEADLINE_S
     for log in worker_logs(tmp_path / "log"):
         assert "Error: " in log, log[-2000:]
+
+
+def test_a_failure_on_one_rank_stops_the_rank_that_passed(tmp_path):
+    started = time.time()
+    result = launch([VOTE_WORKER, "1"], tmp_path / "log", timeout=FAILURE_DEADLINE_S)
+    assert result.returncode != 0
+    assert time.time() - started < FAILURE_DEADLINE_S
+    log0, log1 = worker_logs(tmp_path / "log")
+    assert "peer failed: loading the weights failed on rank(s) 1" in log0, log0[-2000:]
+    assert "own error: weights do not fit on rank 1" in log1, log1[-2000:]
+    assert "passed" not in log0 + log1
+
+
+def test_the_vote_lets_every_rank_pass_when_none_fails(tmp_path):
+    launch_ok([VOTE_WORKER, "-1"], tmp_path / "log")
+    assert all("passed" in log.splitlines() for log in worker_logs(tmp_path / "log"))
