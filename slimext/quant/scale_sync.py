@@ -22,6 +22,7 @@ Paddle's own `FakeQuantMovingAverageAbsMax(reduce_type="max")` all-reduces the s
 per quantizer, before every forward; it leaves state and accumulator per rank.
 """
 import paddle
+import paddle.distributed as dist
 
 from slimext.quant.ranks import sum_across_ranks, world_size
 
@@ -104,9 +105,17 @@ class ScaleSync:
         entries = observer_tensors(model)
         self.names = [name for name, _ in entries]
         self.tensors = [tensor for _, tensor in entries]
-        # (state, accum, scale) triples: the scale is recomputed from the averaged pair.
-        self._triples = [tuple(self.tensors[i:i + 3]) for i, name in enumerate(self.names)
-                         if name.endswith(".state")]
+        # Offsets of each observer's (state, accum, scale) in the flat buffer: the scales
+        # are recomputed from the averaged pairs in one vectorised division.
+        offsets, offset = {}, 0
+        for name, tensor in zip(self.names, self.tensors):
+            offsets[name] = offset
+            offset += int(tensor.size)
+        states = [offsets[n] for n in self.names if n.endswith(".state")]
+        self._state_at = paddle.to_tensor(states, dtype="int64")
+        self._accum_at = paddle.to_tensor([i + 1 for i in states], dtype="int64")
+        self._scale_at = paddle.to_tensor([i + 2 for i in states], dtype="int64")
+        self._sizes = [int(t.size) for t in self.tensors]
         self.steps = 0
         self.syncs = 0
 
@@ -117,7 +126,9 @@ class ScaleSync:
         """All observer values as one float32 vector (a copy), in `names` order."""
         if not self.tensors:
             return paddle.zeros([0], dtype="float32")
-        return paddle.concat([t.reshape([-1]).astype("float32") for t in self.tensors])
+        # Observer tensors are float32 of shape [1]: no per-tensor op beyond the concat.
+        return paddle.concat([t if t.ndim == 1 and t.dtype == paddle.float32
+                              else t.reshape([-1]).astype("float32") for t in self.tensors])
 
     def step_end(self):
         """Call after every optimizer step; syncs on the configured interval."""
@@ -130,12 +141,14 @@ class ScaleSync:
         """Replace every rank's observer values by their mean over ranks (one all-reduce)."""
         if world_size() < 2 or not self.tensors:
             return
-        buffer = sum_across_ranks(self.flat()) / float(world_size())
-        sizes = [int(t.size) for t in self.tensors]
-        for tensor, part in zip(self.tensors, paddle.split(buffer, sizes)):
-            paddle.assign(part.reshape(tensor.shape).astype(tensor.dtype), output=tensor)
-        for state, accum, scale in self._triples:
-            paddle.assign(accum / state, output=scale)
+        mean = sum_across_ranks(self.flat()) / float(world_size())
+        if self._state_at.shape[0]:
+            scales = paddle.gather(mean, self._accum_at) / paddle.gather(mean, self._state_at)
+            mean = paddle.scatter(mean, self._scale_at, scales)
+        for tensor, part in zip(self.tensors, paddle.split(mean, self._sizes)):
+            if part.shape != tensor.shape or part.dtype != tensor.dtype:
+                part = part.reshape(tensor.shape).astype(tensor.dtype)
+            paddle.assign(part, output=tensor)
         self.syncs += 1
 
     @paddle.no_grad()
@@ -145,8 +158,6 @@ class ScaleSync:
             return []
         values = self.flat()
         both = paddle.concat([values, -values])
-        import paddle.distributed as dist
-
         dist.all_reduce(both, op=dist.ReduceOp.MAX)
         n = int(values.shape[0])
         spread = (both[:n] + both[n:]).numpy()  # max - min over ranks
