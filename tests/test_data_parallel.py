@@ -134,6 +134,19 @@ def test_without_sync_the_ranks_scales_differ(tmp_path, dataset_overrides):
     assert np.abs(ranks[0]["synced"][-1, scale] - ranks[1]["synced"][-1, scale]).max() > 1e-3
 
 
+def test_an_interval_syncs_every_nth_step_and_the_epochs_last(tmp_path, dataset_overrides):
+    ranks = run_worker(tmp_path, RESIDUAL_QAT, dataset_overrides, ["ScaleSync.every_n_steps=3"])
+    scale = columns(list(ranks[0]["names"]), ".scale")
+    for r in ranks:  # steps 1 and 2: left alone
+        np.testing.assert_array_equal(r["local"][:2], r["synced"][:2])
+    assert np.abs(ranks[0]["synced"][1, scale] - ranks[1]["synced"][1, scale]).max() > 1e-3
+    # step 3 (the interval) and step 4 (the epoch's last, before the checkpoint): synced
+    np.testing.assert_array_equal(ranks[0]["synced"][2:], ranks[1]["synced"][2:])
+    reference = (ranks[0]["local"][2:] + ranks[1]["local"][2:]) / 2
+    state = columns(list(ranks[0]["names"]), ".state")
+    np.testing.assert_allclose(ranks[0]["synced"][2:, state], reference[:, state], rtol=1e-6)
+
+
 def test_resume_restores_the_checkpoint_scales_on_every_rank(synced_run, tmp_path,
                                                              dataset_overrides):
     out, trained = synced_run
@@ -216,3 +229,50 @@ def test_a_failure_on_one_rank_stops_the_rank_that_passed(tmp_path):
 def test_the_vote_lets_every_rank_pass_when_none_fails(tmp_path):
     launch_ok([VOTE_WORKER, "-1"], tmp_path / "log")
     assert all("passed" in log.splitlines() for log in worker_logs(tmp_path / "log"))
+
+
+# In one process (no launcher): settings, observer discovery, errors.
+
+def test_observers_are_found_by_type_with_their_state_accum_and_scale():
+    from paddle.nn.quant.quant_layers import FakeQuantMovingAverageAbsMax
+
+    from slimext.quant.scale_sync import ScaleSync
+
+    model = paddle.nn.Sequential(paddle.nn.Linear(2, 2), FakeQuantMovingAverageAbsMax())
+    sync = ScaleSync(model)
+    assert sync.names == ["1.state", "1.accum", "1.scale"]
+    model.train()
+    model[1](paddle.full([4], 3.0))
+    np.testing.assert_allclose(sync.flat().numpy(), [1.9, 0.9 + 3.0, 3.9 / 1.9], rtol=1e-6)
+    sync.sync()  # one process: nothing to average, nothing changes
+    np.testing.assert_allclose(sync.flat().numpy(), [1.9, 3.9, 3.9 / 1.9], rtol=1e-6)
+
+
+def test_a_missing_observer_attribute_names_the_installed_versions():
+    from paddle.nn.quant.quant_layers import FakeQuantMovingAverageAbsMax
+
+    from slimext.quant.scale_sync import ObserverLayoutError, ScaleSync
+
+    observer = FakeQuantMovingAverageAbsMax()
+    del observer._accum
+    with pytest.raises(ObserverLayoutError, match="_accum.*Paddle {}".format(paddle.__version__)):
+        ScaleSync(paddle.nn.Sequential(observer))
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"every_n_steps": 0}, "every_n_steps must be an integer >= 1"),
+    ({"enable": "yes"}, "enable must be true or false"),
+    ({"every_n_step": 2}, "unknown key.*every_n_step.*valid keys are enable, every_n_steps"),
+    ([1], "must be a mapping"),
+])
+def test_bad_scale_sync_settings_name_the_key(setting, message):
+    from slimext.slim.data_parallel import ScaleSyncConfigError, scale_sync_settings
+
+    with pytest.raises(ScaleSyncConfigError, match=message):
+        scale_sync_settings({"ScaleSync": setting})
+
+
+def test_scale_sync_defaults_to_every_step():
+    from slimext.slim.data_parallel import scale_sync_settings
+
+    assert scale_sync_settings({}) == {"enable": True, "every_n_steps": 1}

@@ -130,10 +130,13 @@ class ScaleSync:
         return paddle.concat([t if t.ndim == 1 and t.dtype == paddle.float32
                               else t.reshape([-1]).astype("float32") for t in self.tensors])
 
-    def step_end(self):
-        """Call after every optimizer step; syncs on the configured interval."""
+    def step_end(self, force=False):
+        """Call after every optimizer step; syncs on the interval, or now if `force`.
+
+        Force it before anything reads the scales (the last step before a checkpoint).
+        """
         self.steps += 1
-        if self.steps % self.every_n_steps == 0:
+        if force or self.steps % self.every_n_steps == 0:
             self.sync()
 
     @paddle.no_grad()

@@ -57,7 +57,9 @@ class ScaleSyncCallback(Callback):
         self.sync = sync
 
     def on_step_end(self, status):
-        self.sync.step_end()
+        # The epoch's last step always syncs: rank 0 saves the checkpoint right after it.
+        last = status.get("step_id", -1) + 1 == status.get("steps_per_epoch")
+        self.sync.step_end(force=last)
 
     def on_train_end(self, status):
         if is_main_rank():
