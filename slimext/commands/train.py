@@ -55,7 +55,8 @@ def prepare_on_all_ranks(flags, cfg):
     try:
         with all_ranks_or_none("preparing the model"):
             trainer = prepare_trainer(flags, cfg)
-            install_scale_sync(trainer, cfg)
+        # After the vote: its own collective must not meet a failed rank's vote.
+        install_scale_sync(trainer, cfg)
     except (PeerRankFailed, RanksDisagree, ScaleSyncConfigError) as error:
         raise UserError(str(error))
     return trainer
