@@ -19,6 +19,7 @@ import paddle
 from ppdet.utils.logger import setup_logger
 
 from slimext.quant import interception
+from slimext.quant.ranks import is_main_rank, sum_across_ranks, world_size
 
 logger = setup_logger(__name__)
 
@@ -200,12 +201,17 @@ class JoinErrorMonitor:
                 sums[1] = sums[1] + noise
 
     def _record(self):
-        if not self._pending:
+        if world_size() > 1:
+            names, values = self._reduced_over_ranks()
+        elif not self._pending:
             return
-        names = list(self._pending)
-        # One device-to-host copy for the whole step.
-        values = paddle.stack([s.reshape([]) for n in names for s in self._pending[n]]).numpy()
+        else:
+            names = list(self._pending)
+            # One device-to-host copy for the whole step.
+            values = paddle.stack([s.reshape([]) for n in names for s in self._pending[n]]).numpy()
         self._pending = {}
+        if not names:
+            return
         step = self.step
         new = []
         for index, name in enumerate(names):
@@ -214,6 +220,24 @@ class JoinErrorMonitor:
         self.samples.extend(new)
         self._log_step(step, new)
         self._write_vdl(step, new)
+
+    def _reduced_over_ranks(self):
+        """(names, [signal, noise, ...]) summed over all ranks' batches of this step.
+
+        SQNR is a ratio of sums, so summing each rank's sum(x^2) and sum((x-q)^2) gives the
+        SQNR over every rank's batch. Every rank samples the same steps and sends one
+        vector over all known quantizers (zeros and a 0 count where one did not run).
+        """
+        names = sorted(self.kinds)
+        zero = paddle.zeros([], dtype="float32")
+        rows = []
+        for name in names:
+            sums = self._pending.get(name)
+            rows.extend([sums[0].reshape([]), sums[1].reshape([]), paddle.ones([])]
+                        if sums else [zero, zero, zero])
+        totals = sum_across_ranks(paddle.stack(rows)).numpy().reshape([-1, 3])
+        seen = [i for i, row in enumerate(totals) if row[2] > 0]
+        return [names[i] for i in seen], totals[seen, :2].reshape([-1])
 
     def _log_step(self, step, new):
         worst = sorted(new, key=lambda s: s.sqnr_db if math.isfinite(s.sqnr_db) else -math.inf)
@@ -224,7 +248,7 @@ class JoinErrorMonitor:
             len(new), below, self.config.threshold_db))
 
     def _write_vdl(self, step, new):
-        if self.config.vdl_log_dir is None:
+        if self.config.vdl_log_dir is None or not is_main_rank():
             return
         if self._vdl is None:
             try:
@@ -256,6 +280,8 @@ class JoinErrorMonitor:
         """
         from slimext.analysis.monitor_report import write_report
 
+        if not is_main_rank():  # every rank holds the same reduced samples; one report
+            return None
         if self._vdl:
             self._vdl.close()
             self._vdl = None

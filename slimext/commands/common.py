@@ -96,7 +96,7 @@ def _is_schema(value):
 
 
 # Keys the tools themselves accept through -o although no config file sets them.
-TOOL_KEYS = ("weights", "pretrain_weights", "use_gpu", "save_dir", "WeightCheck")
+TOOL_KEYS = ("weights", "pretrain_weights", "use_gpu", "save_dir", "WeightCheck", "ScaleSync")
 
 
 def load_detection_config(flags, mode):

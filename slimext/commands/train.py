@@ -46,6 +46,22 @@ def prepare_trainer(flags, cfg):
     return trainer
 
 
+def prepare_on_all_ranks(flags, cfg):
+    """prepare_trainer on every rank, or a clean stop on every rank (data parallel)."""
+    from slimext.quant.ranks import PeerRankFailed, all_ranks_or_none
+    from slimext.slim.data_parallel import (RanksDisagree, ScaleSyncConfigError,
+                                            install_scale_sync)
+
+    try:
+        with all_ranks_or_none("preparing the model"):
+            trainer = prepare_trainer(flags, cfg)
+        # After the vote: its own collective must not meet a failed rank's vote.
+        install_scale_sync(trainer, cfg)
+    except (PeerRankFailed, RanksDisagree, ScaleSyncConfigError) as error:
+        raise UserError(str(error))
+    return trainer
+
+
 def check_monitor_setting(slim_config):
     """A bad `ResidualQAT.monitor` block fails before any model is built."""
     from ppdet.core.workspace import _load_config_with_base
@@ -64,8 +80,10 @@ def main(argv=None):
     from ppdet.utils.cli import merge_args
 
     from slimext.commands.post_quant import refuse_uncalibrated_use
+    from slimext.quant.ranks import start_data_parallel
 
     flags = parse_flags(build_parser(), argv)
+    start_data_parallel()  # the launcher's process group; a no-op in one process
     cfg = load_detection_config(flags, mode="train")
     refuse_uncalibrated_use(flags.slim_config, "tools/train.py")
     merge_args(cfg, flags, exclude_args=["config", "opt", "slim_config", "output_dir", "seed"])
@@ -77,7 +95,7 @@ def main(argv=None):
         check_dataset(cfg, "eval")
     if flags.slim_config:
         check_monitor_setting(flags.slim_config)
-    trainer = prepare_trainer(flags, cfg)
+    trainer = prepare_on_all_ranks(flags, cfg)
     trainer.train(flags.eval)
     # Slim methods with an end-of-training step (ResidualQAT's error report) run it here.
     finalize = getattr(cfg.get("slim"), "finalize", None)

@@ -7,6 +7,7 @@ from ppdet.utils.logger import setup_logger
 from slimext.analysis.monitor import monitor_from_config
 from slimext.quant.qat import DEFAULT_QUANT_CONFIG
 from slimext.quant.qat import ResidualQAT as _ResidualQATCore
+from slimext.quant.ranks import is_main_rank
 
 logger = setup_logger(__name__)
 
@@ -62,7 +63,7 @@ class ResidualQAT(object):
                                      input_shape=self.input_shape or _configured_input_shape(),
                                      monitor=self.monitor)
         model = self.core(model)
-        if self.print_plan:
+        if self.print_plan and is_main_rank():
             logger.info("ResidualQAT plan\n{}".format(self.core.plan))
         return model
 
@@ -71,10 +72,15 @@ class ResidualQAT(object):
         return self.core.plan if self.core else None
 
     def finalize(self):
-        """After training: the join error report (also written at exit if not called)."""
-        return self.core.finalize() if self.core else None
+        """After training: the join error report (also written at exit if not called).
+
+        Rank 0 writes it; the monitor's numbers are already reduced over all ranks.
+        """
+        return self.core.finalize() if self.core and is_main_rank() else None
 
     def save_quantized_model(self, layer, path, input_spec=None, **config):
+        if not is_main_rank():  # one export per run: the scales are the same on every rank
+            return None
         report = self.core.save_quantized_model(layer, path, input_spec=input_spec)
         logger.info("ResidualQAT export: {}".format(report))
         return report
