@@ -8,7 +8,8 @@ to ppdet's registry (so its YAML can name them) and applied slimext's compatibil
 ppdet is already imported by then, so the script uses the installed ppdet even if it puts
 a checkout's folder on sys.path. The config's `pretrain_weights` load through the weight
 check, as in slimext's own tools: a checkpoint that does not fit stops the script before
-any step with one report and exit status 2.
+any step with one report and exit status 2. Under `python -m paddle.distributed.launch`,
+quantizer scales are kept equal across ranks as with slimext's own tools/train.py.
 """
 import os
 import runpy
@@ -50,14 +51,18 @@ def launch(script, args):
                           .format(slimext._IMPORT_ERROR))
     from slimext.matcher import CheckpointError, WeightCheckConfigError, WeightCheckFailed
     from slimext.matcher.loading import checked_ppdet_pretrain_loading
+    from slimext.slim.data_parallel import (RanksDisagree, ScaleSyncConfigError,
+                                            scale_sync_on_every_trainer)
 
     script = os.path.abspath(script)
     sys.argv = [script] + list(args)
     sys.path.insert(0, os.path.dirname(script))
     try:
-        with checked_ppdet_pretrain_loading(target=_config_path(args)):
+        with checked_ppdet_pretrain_loading(target=_config_path(args)), \
+                scale_sync_on_every_trainer():
             runpy.run_path(script, run_name="__main__")
-    except (WeightCheckFailed, WeightCheckConfigError) as error:
+    except (WeightCheckFailed, WeightCheckConfigError, ScaleSyncConfigError,
+            RanksDisagree) as error:
         raise LaunchError(str(error))
     except CheckpointError as error:
         raise LaunchError("pretrain_weights: {}".format(error))

@@ -276,3 +276,15 @@ def test_scale_sync_defaults_to_every_step():
     from slimext.slim.data_parallel import scale_sync_settings
 
     assert scale_sync_settings({}) == {"enable": True, "every_n_steps": 1}
+
+
+def test_paddledetections_own_train_script_through_slimext_launch_gets_scale_sync(
+        tmp_path, dataset_overrides):
+    script = os.path.join(REPO_ROOT, "tests", "ppdet_tools", "train_v26.py")
+    launcher = os.path.join(REPO_ROOT, "slimext", "launch.py")
+    launch_ok([launcher, script, "-c", DEMO_CONFIG, "--slim_config", RESIDUAL_QAT, "-o",
+               "save_dir=" + str(tmp_path / "ckpt")] + SHORT_RUN + dataset_overrides,
+              tmp_path / "log")
+    log0, log1 = worker_logs(tmp_path / "log")
+    assert "identical on all ranks before training" in log0
+    assert "scale sync: 4 all-reduces over 4 steps" in log0

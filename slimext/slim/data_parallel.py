@@ -9,6 +9,9 @@
 Works for any quantized model ppdet trains (`slim: ResidualQAT` or PaddleSlim's `slim: QAT`):
 the observers are found by type, see slimext.quant.scale_sync.
 """
+import contextlib
+import functools
+
 from ppdet.engine.callbacks import Callback
 from ppdet.utils.logger import setup_logger
 
@@ -92,3 +95,25 @@ def install_scale_sync(trainer, cfg):
     callback = ScaleSyncCallback(trainer.model, sync)
     trainer.register_callbacks([callback])
     return callback
+
+
+@contextlib.contextmanager
+def scale_sync_on_every_trainer():
+    """For a PaddleDetection tool script: every ppdet Trainer that starts training in the
+    block gets `install_scale_sync` first, with the config as merged by then."""
+    from ppdet.core.workspace import global_config
+    from ppdet.engine import Trainer
+
+    original = Trainer.train
+
+    @functools.wraps(original)
+    def train(self, *args, **kwargs):
+        if self.mode == "train":
+            install_scale_sync(self, global_config)
+        return original(self, *args, **kwargs)
+
+    Trainer.train = train
+    try:
+        yield
+    finally:
+        Trainer.train = original

@@ -8,7 +8,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 
 import paddle  # noqa: E402
 from ppdet.core.workspace import load_config, merge_config  # noqa: E402
-from ppdet.engine import Trainer  # noqa: E402
+from ppdet.engine import Trainer, init_parallel_env  # noqa: E402
 from ppdet.slim import build_slim_model  # noqa: E402
 from ppdet.utils.cli import ArgsParser, merge_args  # noqa: E402
 
@@ -31,6 +31,7 @@ def main():
     if flags.slim_config:
         cfg = build_slim_model(cfg, flags.slim_config)
     merge_config(flags.opt)
+    init_parallel_env()
     trainer = Trainer(cfg, mode="train")
     if flags.resume is not None:
         trainer.resume_weights(flags.resume)
