@@ -47,7 +47,7 @@ class TrainerProgress(Callback):
         elif mode == "eval":
             if mode not in self.passes:
                 self.passes[mode] = StepProgress(self.console, "eval",
-                                                 _length(self.model, "_eval_loader"))
+                                                 loader_length(self.model, "_eval_loader"))
             self.passes[mode].update(status["step_id"] + 1)
 
     def on_epoch_end(self, status):
@@ -56,7 +56,7 @@ class TrainerProgress(Callback):
             bar.close()
 
 
-def _length(trainer, loader_attr):
+def loader_length(trainer, loader_attr):
     # Inside training, evaluation runs on trainer._eval_loader; alone, on trainer.loader.
     loader = getattr(trainer, loader_attr, None) or getattr(trainer, "loader", None)
     try:

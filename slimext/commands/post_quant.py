@@ -118,7 +118,8 @@ def post_quantize(cfg, slim_config, opt, output_dir, evaluate=False, quiet=False
 
     The export is written beside the target and swapped in only when complete.
     """
-    from slimext.commands.engine_progress import CalibrationProgress, install_trainer_progress
+    from slimext.commands.engine_progress import (CalibrationProgress, install_trainer_progress,
+                                                  loader_length)
 
     slim_yaml = check_slim_config(slim_config, opt)
     # -o weights, else a slim config's own weights (ppdet's PTQ configs set them), else -c's.
@@ -127,7 +128,8 @@ def post_quantize(cfg, slim_config, opt, output_dir, evaluate=False, quiet=False
     trainer = build_ptq_trainer(cfg, slim_config, dict(opt, weights=cfg.weights))
     console = install_trainer_progress(trainer, quiet)
     # ppdet's post_quant runs quant_batch_num + 1 batches (it stops after index N).
-    batches = min(int(cfg.get("quant_batch_num", 10)) + 1, len(trainer.loader))
+    batches = min(int(cfg.get("quant_batch_num", 10)) + 1,
+                  loader_length(trainer, "loader") or float("inf"))
 
     model_name = os.path.splitext(os.path.basename(cfg.filename))[0]
     target = os.path.join(output_dir, model_name)

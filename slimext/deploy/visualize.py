@@ -39,3 +39,100 @@ def save_detections_png(image_rgb, detections, path, threshold=0.5):
     if not cv2.imwrite(path, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
         raise OSError("could not write {}".format(path))
     return path
+
+
+def draw_ground_truth(image_rgb, objects, labels):
+    """Copy of the RGB image with ground-truth boxes: objects are (class_id, x, y, w, h)."""
+    canvas = image_rgb.copy()
+    for class_id, x, y, w, h in objects:
+        p1, p2 = (int(round(x)), int(round(y))), (int(round(x + w)), int(round(y + h)))
+        cv2.rectangle(canvas, p1, p2, (255, 255, 255), 1)
+        name = labels[int(class_id)] if int(class_id) < len(labels) else str(int(class_id))
+        cv2.putText(canvas, name, (p1[0] + 2, min(p2[1] - 3, canvas.shape[0] - 3)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
+
+
+def _with_title(cell, title, height=22):
+    bar = np.full((height, cell.shape[1], 3), 255, np.uint8)
+    cv2.putText(bar, title, (4, height - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    return np.vstack([bar, cell])
+
+
+def detection_grid(examples, threshold, scale=2):
+    """A picture grid: one row per image, ground truth then each model's detections.
+
+    examples: [(image_rgb, gt_objects, labels, [(column_title, Detections), ...])].
+    Images are enlarged `scale` times before drawing so labels stay readable. Returns
+    (grid RGB array, drawn) with drawn[row][column] = boxes drawn in that model's cell.
+    """
+    rows, drawn = [], []
+    for image, objects, labels, columns in examples:
+        big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        cells = [_with_title(draw_ground_truth(big, [(c, x * scale, y * scale, w * scale,
+                                                      h * scale)
+                                                     for c, x, y, w, h in objects], labels),
+                             "ground truth")]
+        counts = []
+        for title, detections in columns:
+            scaled = detections.above(threshold)
+            boxes = scaled.boxes.copy()
+            boxes[:, 2:] *= scale
+            cells.append(_with_title(draw_detections(big, type(scaled)(boxes, scaled.labels),
+                                                     threshold), title))
+            counts.append(len(boxes))
+        gap = np.full((cells[0].shape[0], 6, 3), 255, np.uint8)
+        row = cells[0]
+        for cell in cells[1:]:
+            row = np.hstack([row, gap, cell])
+        rows.append(row)
+        drawn.append(counts)
+    gap = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
+    grid = rows[0]
+    for row in rows[1:]:
+        grid = np.vstack([grid, gap, row])
+    return grid, drawn
+
+
+def write_png(image_rgb, path):
+    """Write an RGB array as PNG via a temporary file and a rename; return the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = path + ".partial.png"
+    if not cv2.imwrite(partial, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError("could not write {}".format(path))
+    os.replace(partial, path)
+    return path
+
+
+def metrics_chart(variants, path):
+    """Bar chart PNG: mAP@[.5:.95] and median latency per variant.
+
+    variants: [(name, mAP or None, latency_ms or None)]; a missing number leaves no bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [v[0] for v in variants]
+    fig, (ax_map, ax_ms) = plt.subplots(1, 2, figsize=(10, 0.55 * len(names) + 1.6))
+    for ax, index, label, fmt in ((ax_map, 1, "mAP@[.5:.95] (higher is better)", "{:.3f}"),
+                                  (ax_ms, 2, "median latency, ms (lower is better)", "{:.1f}")):
+        values = [v[index] if v[index] is not None else 0.0 for v in variants]
+        bars = ax.barh(range(len(names)), values, color="#4c72b0")
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names if ax is ax_map else [""] * len(names))
+        ax.invert_yaxis()
+        ax.set_title(label, fontsize=10)
+        for bar, v in zip(bars, variants):
+            if v[index] is not None:
+                ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                        " " + fmt.format(v[index]), va="center", fontsize=9)
+        ax.set_xlim(0, max(values + [1e-6]) * 1.25)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = path + ".partial.png"
+    fig.savefig(partial, dpi=100)
+    plt.close(fig)
+    os.replace(partial, path)
+    return path
