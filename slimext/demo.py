@@ -1,6 +1,6 @@
 """The whole job on the synthetic demo set, end to end, in one command.
 
-    python -m slimext.demo --workdir demo_output [--epochs 10] [--quick] [--quiet]
+    python -m slimext.demo --workdir demo_output [--epochs 12] [--quick] [--quiet]
 
 Stages: demo data -> float training -> dygraph evaluation -> export -> Paddle Inference
 (plain fp32 and oneDNN: mAP and latency) -> ResidualQAT -> fake-quant evaluation -> INT8
@@ -29,7 +29,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @dataclass
 class DemoContext:
     workdir: str
-    epochs: int = 10
+    epochs: int = 12
     qat_epochs: int = 3
     quick: bool = False
     num_train: int = 320
@@ -359,7 +359,7 @@ def run_stages(context, stages):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="demo_output", help="everything goes here")
-    parser.add_argument("--epochs", type=int, default=10, help="float training epochs")
+    parser.add_argument("--epochs", type=int, default=12, help="float training epochs")
     parser.add_argument("--qat_epochs", type=int, default=3, help="ResidualQAT epochs")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 16 train / 8 val images, 1 epoch, few timing runs")
