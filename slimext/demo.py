@@ -306,8 +306,12 @@ def chart_variants(results):
         variants.append(("ResidualQAT fake-quant (dygraph)", results["dygraph_qat"]["mAP"],
                          None))
     for label, r in results.get("inference", {}).items():
-        variants.append((label, r["mAP"], r["latency_ms"]))
+        variants.append((INFERENCE_NAMES.get(label, label), r["mAP"], r["latency_ms"]))
     return variants
+
+
+INFERENCE_NAMES = {"float/fp32": "float, Paddle Inference fp32",
+                   "float/onednn": "float, oneDNN fp32", "int8/onednn": "INT8, oneDNN INT8"}
 
 
 def write_report(context):

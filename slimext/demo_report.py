@@ -107,7 +107,8 @@ def render_markdown(report):
     inference = report.get("inference", {})
     advice = runtime_advice(inference, machine, report.get("model_size_mb"))
     if advice:
-        lines += ["## Which runtime to use on this machine", ""] + advice + [""]
+        lines += ["## Which runtime to use on this machine", ""]
+        lines += ["- " + sentence for sentence in advice] + [""]
     dygraph = [(label, report[key]) for key, label in
                (("dygraph", "float"), ("dygraph_qat", "ResidualQAT (fake-quant)"))
                if report.get(key)]

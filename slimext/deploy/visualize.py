@@ -12,7 +12,7 @@ def class_colour(class_id):
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
-def draw_detections(image_rgb, detections, threshold=0.5):
+def draw_detections(image_rgb, detections, threshold=0.5, thickness=1):
     """Copy of the RGB image with every box at or above threshold drawn and labelled."""
     canvas = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
     for class_id, score, x1, y1, x2, y2 in detections.above(threshold).boxes:
@@ -20,7 +20,7 @@ def draw_detections(image_rgb, detections, threshold=0.5):
         name = (detections.labels[int(class_id)] if int(class_id) < len(detections.labels)
                 else str(int(class_id)))
         p1, p2 = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
-        cv2.rectangle(canvas, p1, p2, colour, 1)
+        cv2.rectangle(canvas, p1, p2, colour, thickness)
         text = "{} {:.2f}".format(name, score)
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
         top = max(p1[1] - th - 3, 0)
@@ -46,10 +46,14 @@ def draw_ground_truth(image_rgb, objects, labels):
     canvas = image_rgb.copy()
     for class_id, x, y, w, h in objects:
         p1, p2 = (int(round(x)), int(round(y))), (int(round(x + w)), int(round(y + h)))
+        # White on a black outline: visible on dark and on light backgrounds.
+        cv2.rectangle(canvas, p1, p2, (0, 0, 0), 3)
         cv2.rectangle(canvas, p1, p2, (255, 255, 255), 1)
         name = labels[int(class_id)] if int(class_id) < len(labels) else str(int(class_id))
-        cv2.putText(canvas, name, (p1[0] + 2, min(p2[1] - 3, canvas.shape[0] - 3)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+        origin = (p1[0] + 3, min(p2[1] - 4, canvas.shape[0] - 4))
+        for colour, width in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+            cv2.putText(canvas, name, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, width,
+                        cv2.LINE_AA)
     return canvas
 
 
@@ -79,8 +83,12 @@ def detection_grid(examples, threshold, scale=2):
             scaled = detections.above(threshold)
             boxes = scaled.boxes.copy()
             boxes[:, 2:] *= scale
-            cells.append(_with_title(draw_detections(big, type(scaled)(boxes, scaled.labels),
-                                                     threshold), title))
+            cell = draw_detections(big, type(scaled)(boxes, scaled.labels), threshold,
+                                   thickness=2)
+            if not len(boxes):  # say so: an empty cell could pass for a missing picture
+                cv2.putText(cell, "no detection >= {}".format(threshold), (6, cell.shape[0] - 8),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 0, 0), 1, cv2.LINE_AA)
+            cells.append(_with_title(cell, "{} (score >= {})".format(title, threshold)))
             counts.append(len(boxes))
         gap = np.full((cells[0].shape[0], 6, 3), 255, np.uint8)
         row = cells[0]
@@ -128,7 +136,8 @@ def metrics_chart(variants, path):
             if v[index] is not None:
                 ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
                         " " + fmt.format(v[index]), va="center", fontsize=9)
-        ax.set_xlim(0, max(values + [1e-6]) * 1.25)
+        # mAP on its full 0..1 scale; latency from 0 with room for the value labels.
+        ax.set_xlim(0, 1.0 if index == 1 else max(values + [1e-6]) * 1.25)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     partial = path + ".partial.png"
