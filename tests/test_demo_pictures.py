@@ -107,3 +107,20 @@ def test_advice_says_what_to_ship_when_int8_is_slower_without_vnni():
     assert "no VNNI or AMX (AVX2 only)" in text
     assert "Ship the float model with oneDNN fp32" in text
     assert "oneDNN fp32 is 1.4x faster than plain fp32" in text
+
+
+def test_two_classes_on_one_object_both_keep_a_readable_label():
+    import cv2
+
+    from slimext.deploy.visualize import draw_detections
+
+    drawn = draw_detections(_image(), _detections([1, 0.72, 50, 60, 120, 130],
+                                                  [0, 0.55, 51, 61, 121, 131]), THRESHOLD)
+    def size(text):
+        return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)[0]
+
+    (w1, h1), (w2, _) = size("square 0.72"), size("circle 0.55")
+    first_top, second_top = 60 - (h1 + 3), 61 + 1   # above the box; inside the second's top
+    # The last column of each label's filled background (right of its text).
+    assert tuple(drawn[first_top + 1, 50 + w1 + 1]) == class_colour(1)[::-1]
+    assert tuple(drawn[second_top + 1, 51 + w2 + 1]) == class_colour(0)[::-1]

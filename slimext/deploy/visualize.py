@@ -15,6 +15,7 @@ def class_colour(class_id):
 def draw_detections(image_rgb, detections, threshold=0.5, thickness=1):
     """Copy of the RGB image with every box at or above threshold drawn and labelled."""
     canvas = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
+    labels_drawn = []
     for class_id, score, x1, y1, x2, y2 in detections.above(threshold).boxes:
         colour = class_colour(class_id)
         name = (detections.labels[int(class_id)] if int(class_id) < len(detections.labels)
@@ -23,11 +24,24 @@ def draw_detections(image_rgb, detections, threshold=0.5, thickness=1):
         cv2.rectangle(canvas, p1, p2, colour, thickness)
         text = "{} {:.2f}".format(name, score)
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
-        top = max(p1[1] - th - 3, 0)
+        top = _free_label_top(p1, p2, tw + 2, th + 3, labels_drawn)
+        labels_drawn.append((p1[0], top, p1[0] + tw + 2, top + th + 3))
         cv2.rectangle(canvas, (p1[0], top), (p1[0] + tw + 2, top + th + 3), colour, -1)
         cv2.putText(canvas, text, (p1[0] + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
                     (0, 0, 0), 1, cv2.LINE_AA)
     return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
+
+
+def _free_label_top(p1, p2, width, height, taken):
+    """Top of a label at the box's left: above it, else just inside its top or bottom edge,
+    whichever does not cover a label already drawn (two classes often claim one object)."""
+    candidates = (max(p1[1] - height, 0), p1[1] + 1, max(p2[1] - height - 1, 0))
+    for top in candidates:
+        box = (p1[0], top, p1[0] + width, top + height)
+        if not any(box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3]
+                   for t in taken):
+            return top
+    return candidates[0]
 
 
 def save_detections_png(image_rgb, detections, path, threshold=0.5):
