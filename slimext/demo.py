@@ -1,10 +1,11 @@
 """The whole job on the synthetic demo set, end to end, in one command.
 
-    python -m slimext.demo --workdir demo_output [--epochs 16] [--quick]
+    python -m slimext.demo --workdir demo_output [--epochs 12] [--quick] [--quiet]
 
 Stages: demo data -> float training -> dygraph evaluation -> export -> Paddle Inference
 (plain fp32 and oneDNN: mAP and latency) -> ResidualQAT -> fake-quant evaluation -> INT8
-QDQ export -> oneDNN INT8 inference -> one detection PNG -> report.md/report.json.
+QDQ export -> oneDNN INT8 inference -> pictures (detection grid, bar chart) ->
+report.md/report.json.
 
 Extension point: a stage is a function taking the shared `DemoContext`; `build_stages()`
 returns the ordered list. Later stages (QAT training, INT8 export, INT8 inference) are added
@@ -19,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from slimext.isolation import StepFailed, run_in_fresh_process
+from slimext.progress import hand_over_terminal
 
 DEMO_CONFIG = "configs/picodet/picodet_xs_192_demo_lcnet.yml"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,10 +29,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @dataclass
 class DemoContext:
     workdir: str
-    epochs: int = 16
+    epochs: int = 12
     qat_epochs: int = 3
     quick: bool = False
-    num_train: int = 240
+    num_train: int = 320
     num_val: int = 60
     seed: int = 0
     cpu_threads: int = 2
@@ -204,6 +206,14 @@ def export_qat(context):
                                                   context.results["model_size_mb"]["int8"]))
 
 
+def write_text(path, text):
+    """Write beside `path`, then rename into place: a reader never sees half a report."""
+    partial = path + ".partial"
+    with open(partial, "w") as f:
+        f.write(text)
+    os.replace(partial, path)
+
+
 def model_size_mb(model_dir):
     names = ("model.pdmodel", "model.pdiparams")
     return sum(os.path.getsize(os.path.join(model_dir, n)) for n in names) / 1e6
@@ -227,31 +237,94 @@ def inference_stage(label, model_key, precision):
     return run
 
 
-def draw_example(context):
+GRID_IMAGES = 4        # val images in the picture grid (the first ones: not hand-picked)
+DRAW_THRESHOLD = 0.4   # score from which a detection is drawn (stated in the picture)
+
+
+def _ground_truth(dataset_dir, count):
+    """[(file path, [(class_id, x, y, w, h)])] of the first `count` val images."""
+    with open(os.path.join(dataset_dir, "annotations", "instances_val.json")) as f:
+        coco = json.load(f)
+    images = sorted(coco["images"], key=lambda image: image["id"])[:count]
+    rows = []
+    for image in images:
+        objects = [(a["category_id"] - 1, *a["bbox"]) for a in coco["annotations"]
+                   if a["image_id"] == image["id"]]
+        rows.append((os.path.join(dataset_dir, "val", image["file_name"]), objects))
+    return rows
+
+
+def draw_grid(dataset_dir, models, out_path, cpu_threads):
+    """Ground truth | each model's detections on the first val images, as one PNG.
+
+    models: [[column title, model dir, precision]]. Returns the pictures entry of the report.
+    Runs in its own process: Paddle Inference's oneDNN passes print to the console."""
     from slimext.deploy.predictor import DetectorPredictor
     from slimext.deploy.preprocess import load_image
-    from slimext.deploy.visualize import save_detections_png
+    from slimext.deploy.visualize import detection_grid, write_png
 
-    predictor = DetectorPredictor(context.artifacts["float_model_dir"], "fp32",
-                                  context.cpu_threads)
-    image = load_image(os.path.join(context.dataset_dir, "val", "val_00000.png"))
-    path = save_detections_png(image, predictor.predict(image), context.path("detections.png"))
-    context.artifacts["example_png"] = path
-    log("detections drawn: {}".format(path))
+    predictors = [(title, DetectorPredictor(model_dir, precision, cpu_threads))
+                  for title, model_dir, precision in models]
+    examples = []
+    for path, objects in _ground_truth(dataset_dir, GRID_IMAGES):
+        image = load_image(path)
+        found = [(title, predictor.predict(image)) for title, predictor in predictors]
+        examples.append((image, objects, found[0][1].labels, found))
+    grid, drawn = detection_grid(examples, DRAW_THRESHOLD)
+    write_png(grid, out_path)
+    return {"grid": os.path.basename(out_path), "threshold": DRAW_THRESHOLD,
+            "columns": ["ground truth"] + [title for title, _, _ in models],
+            "boxes_drawn": drawn}
+
+
+def draw_pictures(context):
+    """detections.png (ground truth | float | INT8 on val images) and metrics.png (bars)."""
+    from slimext.deploy.visualize import metrics_chart
+
+    columns = [("float, oneDNN fp32", "float_model_dir", "onednn"),
+               ("INT8, oneDNN", "int8_model_dir", "int8")]
+    models = [[title, context.artifacts[key], precision]
+              for title, key, precision in columns if key in context.artifacts]
+    pictures = run_step(context, "pictures", draw_grid, context.dataset_dir, models,
+                        context.path("detections.png"), context.cpu_threads)
+    metrics_chart(chart_variants(context.results), context.path("metrics.png"))
+    pictures["chart"] = "metrics.png"
+    context.results["pictures"] = pictures
+    drawn = sum(sum(row) for row in pictures["boxes_drawn"])
+    log("pictures: {} ({} val images x ground truth | {}; {} boxes with score >= {}) and {}"
+        .format(context.path("detections.png"), len(pictures["boxes_drawn"]),
+                " | ".join(title for title, _, _ in models), drawn, DRAW_THRESHOLD,
+                context.path("metrics.png")))
+
+
+def chart_variants(results):
+    """(name, mAP, latency ms) per model variant, in pipeline order."""
+    variants = []
+    if results.get("dygraph"):
+        variants.append(("float (dygraph)", results["dygraph"]["mAP"], None))
+    if results.get("dygraph_qat"):
+        variants.append(("ResidualQAT fake-quant (dygraph)", results["dygraph_qat"]["mAP"],
+                         None))
+    for label, r in results.get("inference", {}).items():
+        variants.append((INFERENCE_NAMES.get(label, label), r["mAP"], r["latency_ms"]))
+    return variants
+
+
+INFERENCE_NAMES = {"float/fp32": "float, Paddle Inference fp32",
+                   "float/onednn": "float, oneDNN fp32", "int8/onednn": "INT8, oneDNN INT8"}
 
 
 def write_report(context):
     from slimext.demo_report import render_markdown
+    from slimext.deploy.hardware import describe_machine
 
     report = dict(context.results)
     report["settings"] = {"config": os.path.relpath(context.config, REPO_ROOT),
                           "epochs": context.epochs, "quick": context.quick,
                           "cpu_threads": context.cpu_threads}
-    report["example_png"] = context.artifacts.get("example_png")
-    with open(context.path("report.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    with open(context.path("report.md"), "w") as f:
-        f.write(render_markdown(report))
+    report["machine"] = describe_machine()
+    write_text(context.path("report.json"), json.dumps(report, indent=2))
+    write_text(context.path("report.md"), render_markdown(report))
     log("report: {} and {}".format(context.path("report.md"), context.path("report.json")))
 
 
@@ -268,30 +341,36 @@ def build_stages():
         Stage("eval qat", evaluate_qat),
         Stage("export int8", export_qat),
         Stage("infer int8", inference_stage("int8/onednn", "int8_model_dir", "int8")),
-        Stage("draw", draw_example),
+        Stage("pictures", draw_pictures),
         Stage("report", write_report),
     ]
 
 
 def run_stages(context, stages):
+    from slimext.progress import clock
+
     context.results.setdefault("stage_seconds", {})
     for index, stage in enumerate(stages, 1):
         log("stage {}/{}: {}".format(index, len(stages), stage.name))
         start = time.time()
         stage.run(context)
         context.results["stage_seconds"][stage.name] = round(time.time() - start, 1)
+        log("stage {}/{}: {} done in {}".format(index, len(stages), stage.name,
+                                               clock(time.time() - start)))
     return context
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="demo_output", help="everything goes here")
-    parser.add_argument("--epochs", type=int, default=16, help="float training epochs")
+    parser.add_argument("--epochs", type=int, default=12, help="float training epochs")
     parser.add_argument("--qat_epochs", type=int, default=3, help="ResidualQAT epochs")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 16 train / 8 val images, 1 epoch, few timing runs")
     parser.add_argument("--cpu_threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars on the terminal (stage lines and logs stay)")
     return parser
 
 
@@ -312,6 +391,8 @@ def main(argv=None):
         build_parser().error("--epochs must be at least 1")
     context = context_from_flags(flags)
     os.makedirs(context.workdir, exist_ok=True)
+    # Training steps log to files; their progress bars go to this terminal (if it is one).
+    hand_over_terminal(flags.quiet)
     start = time.time()
     try:
         run_stages(context, build_stages())

@@ -1,6 +1,7 @@
 """tools/infer.py and the end-to-end demo, run as a user runs them."""
 import json
 import os
+import re
 
 from conftest import run_tool_ok
 
@@ -25,3 +26,14 @@ def test_quick_demo_writes_report(tmp_path):
     assert 0.0 <= report["dygraph"]["mAP"] <= 1.0
     assert report["model_size_mb"]["float"] > 0.5
     assert (workdir / "detections.png").is_file() and (workdir / "report.md").is_file()
+    # The picture grid has a row per val image and a column per model; report links resolve.
+    pictures = report["pictures"]
+    assert pictures["columns"] == ["ground truth", "float, oneDNN fp32", "INT8, oneDNN"]
+    assert len(pictures["boxes_drawn"]) == 4
+    text = (workdir / "report.md").read_text()
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert (workdir / link).is_file(), link
+    assert "](detections.png)" in text and "](metrics.png)" in text
+    assert "## Which runtime to use on this machine" in text
+    # Progress bars are for terminals: a piped run shows stage lines only.
+    assert "stage 2/12: train done in" in result.stdout and "epoch 1/1" not in result.stdout

@@ -29,6 +29,8 @@ def build_parser():
                         help="the export goes to OUTPUT_DIR/<slim config name>/")
     parser.add_argument("--eval", action="store_true",
                         help="after calibration, report the fake-quant model's EvalDataset metric")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars/lines on the terminal")
     return parser
 
 
@@ -111,23 +113,31 @@ def evaluate_calibrated(trainer):
     return capture.results
 
 
-def post_quantize(cfg, slim_config, opt, output_dir, evaluate=False):
+def post_quantize(cfg, slim_config, opt, output_dir, evaluate=False, quiet=False):
     """Calibrate, export to output_dir/<slim config name>; return (folder, metrics or None).
 
     The export is written beside the target and swapped in only when complete.
     """
+    from slimext.commands.engine_progress import (CalibrationProgress, install_trainer_progress,
+                                                  loader_length)
+
     slim_yaml = check_slim_config(slim_config, opt)
     # -o weights, else a slim config's own weights (ppdet's PTQ configs set them), else -c's.
     cfg.weights = weights_path(opt.get("weights") or slim_yaml.get("weights")
                                or cfg.get("weights"))
     trainer = build_ptq_trainer(cfg, slim_config, dict(opt, weights=cfg.weights))
+    console = install_trainer_progress(trainer, quiet)
+    # ppdet's post_quant runs quant_batch_num + 1 batches (it stops after index N).
+    batches = min(int(cfg.get("quant_batch_num", 10)) + 1,
+                  loader_length(trainer, "loader") or float("inf"))
 
     model_name = os.path.splitext(os.path.basename(cfg.filename))[0]
     target = os.path.join(output_dir, model_name)
     os.makedirs(output_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".post_quant-", dir=output_dir)
     try:
-        trainer.post_quant(staging)  # calibrates, then writes staging/<model_name>/
+        with CalibrationProgress(trainer.model, console, batches):
+            trainer.post_quant(staging)  # calibrates, then writes staging/<model_name>/
         metrics = evaluate_calibrated(trainer) if evaluate else None
         _replace_dir(os.path.join(staging, model_name), target)
     finally:
@@ -141,7 +151,8 @@ def run(argv):
     if not flags.slim_config:
         check_slim_config(None, flags.opt)
     cfg = load_detection_config(flags, mode="eval")
-    return post_quantize(cfg, flags.slim_config, flags.opt, flags.output_dir, flags.eval)
+    return post_quantize(cfg, flags.slim_config, flags.opt, flags.output_dir, flags.eval,
+                         flags.quiet)
 
 
 def format_metrics(metrics):

@@ -38,6 +38,8 @@ def build_parser():
     parser.add_argument("--plot_top", default="20", help="units shown in the bar chart")
     parser.add_argument("--output_dir", default=None,
                         help="default output/quant_sensitivity/<config name>")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress lines on the terminal (logs are unchanged)")
     return parser
 
 
@@ -123,6 +125,15 @@ def _header(flags, weights, result, counts, rules):
     return lines
 
 
+def progress_logger(quiet):
+    """The analysis' `[i/n] elapsed, eta` logger, echoed on a terminal that logs do not reach."""
+    from ppdet.utils.logger import setup_logger
+
+    from slimext.progress import EchoLogger, open_console
+
+    return EchoLogger(setup_logger("slimext.sensitivity"), open_console(quiet))
+
+
 def run(argv):
     """The command without its error handling; returns (DetectionSensitivity, report paths)."""
     from slimext.analysis.detection_sensitivity import (SLIM_METHOD, SensitivitySetupError,
@@ -139,7 +150,8 @@ def run(argv):
         DEFAULT_OUTPUT_ROOT, os.path.splitext(os.path.basename(flags.config))[0])
     try:
         result = analyze_detector(cfg, slim, weights, flags.metric, flags.mode,
-                                  counts["num_batches"], counts["candidates"], policy)
+                                  counts["num_batches"], counts["candidates"], policy,
+                                  logger=progress_logger(flags.quiet))
     except (WeightCheckFailed, RuleError, SensitivitySetupError) as error:
         raise UserError(str(error))
     except CheckpointError as error:

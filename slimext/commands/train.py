@@ -14,6 +14,8 @@ def build_parser():
     parser.add_argument("--vdl_log_dir", default="vdl_log_dir/scalar")
     parser.add_argument("--save_prediction_only", action="store_true")
     parser.add_argument("--seed", type=int, default=None, help="fix random seeds")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar/lines on the terminal (logs are unchanged)")
     return parser
 
 
@@ -79,6 +81,7 @@ def check_monitor_setting(slim_config):
 def main(argv=None):
     from ppdet.utils.cli import merge_args
 
+    from slimext.commands.engine_progress import install_trainer_progress
     from slimext.commands.post_quant import refuse_uncalibrated_use
     from slimext.quant.ranks import start_data_parallel
 
@@ -86,7 +89,8 @@ def main(argv=None):
     start_data_parallel()  # the launcher's process group; a no-op in one process
     cfg = load_detection_config(flags, mode="train")
     refuse_uncalibrated_use(flags.slim_config, "tools/train.py")
-    merge_args(cfg, flags, exclude_args=["config", "opt", "slim_config", "output_dir", "seed"])
+    merge_args(cfg, flags, exclude_args=["config", "opt", "slim_config", "output_dir", "seed",
+                                         "quiet"])
     if flags.output_dir:
         cfg.save_dir = flags.output_dir
     if flags.eval:
@@ -96,6 +100,7 @@ def main(argv=None):
     if flags.slim_config:
         check_monitor_setting(flags.slim_config)
     trainer = prepare_on_all_ranks(flags, cfg)
+    install_trainer_progress(trainer, flags.quiet)
     trainer.train(flags.eval)
     # Slim methods with an end-of-training step (ResidualQAT's error report) run it here.
     finalize = getattr(cfg.get("slim"), "finalize", None)
