@@ -63,3 +63,32 @@ def test_cli_refuses_an_unknown_runtime(float_export):
     result = run_tool(["tools/deploy_bench.py", "--model_dir", float_export,
                        "--runtimes", "tensorrt"])
     assert result.returncode == 2 and "Error: runtime 'tensorrt' unknown" in result.stderr
+
+
+def test_onednn_verbose_lines_are_keyed_by_kind_and_data_type():
+    from slimext.deploy.onednn_profile import primitive_key
+
+    # Lines as oneDNN 3.2 (Paddle 2.6.2) prints them.
+    conv = ("onednn_verbose,exec,cpu,convolution,jit_int8:avx512_core_vnni,forward_inference,"
+            "src_s8:a:blocked:acdb::f0 wei_s8:a:blocked:Abcde16a::f3:s8m1 bia_f32::blocked:a::f0"
+            " dst_s8:a:blocked:acdb::f0,attr-scales:src0:0+dst:0+wei:3 ,alg:convolution_direct,"
+            "g24mb1_ic24oc24_ih48oh48kh3sh1dh0ph1_iw48ow48kw3sw1dw0pw1,0.0661621")
+    reorder = ("onednn_verbose,exec,cpu,reorder,jit:uni,undef,src_f32::blocked:abcd::f0 "
+               "dst_s8::blocked:abcd::f0,attr-scales:src0:0 ,,1x3x192x192,0.0861816")
+    eltwise = ("onednn_verbose,exec,cpu,eltwise,jit:avx512_core,forward_training,"
+               "data_f32::blocked:abcd::f0 diff_undef::undef:::,,alg:eltwise_logistic "
+               "alpha:0 beta:0,1x3x24x24,0.02")
+    assert primitive_key(conv.split(",")) == ("convolution", "int8 depthwise")
+    assert primitive_key(reorder.split(",")) == ("reorder", "fp32->int8")
+    assert primitive_key(eltwise.split(",")) == ("eltwise", "logistic fp32")
+
+
+def test_profile_counts_every_int8_conv_of_the_program(qdq_export):
+    from slimext.deploy.onednn_profile import profile_onednn
+    from slimext.deploy.predictor import DetectorPredictor
+
+    report = DetectorPredictor(qdq_export, "int8").int8_report
+    profile = profile_onednn(qdq_export, "int8", runs=2, warmup=1)
+    convs = [p for p in profile["primitives"] if p["kind"] == "convolution"]
+    assert sum(p["calls"] for p in convs if p["detail"].startswith("int8")) == report.int8_convs
+    assert 0 < profile["onednn_ms"] < profile["wall_ms"]
