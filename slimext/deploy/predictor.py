@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import yaml
 
-from slimext.deploy.int8_kernels import confirm_int8, paddle_int8_report
+from slimext.deploy.int8_kernels import Int8NotUsedError, confirm_int8, paddle_int8_report
 from slimext.deploy.native_log import capture_native_stderr
 from slimext.deploy.preprocess import Preprocess
 
@@ -132,8 +132,13 @@ class DetectorPredictor(ExportedDetector):
                 self.predictor = inference.create_predictor(config)
             self.pass_log = log.text
             if precision == "int8":
-                self.int8_report = paddle_int8_report(
-                    os.path.join(optim_dir, "_optimized.pdmodel"))
+                optimized = os.path.join(optim_dir, "_optimized.pdmodel")
+                if not os.path.isfile(optimized):
+                    raise Int8NotUsedError(
+                        "Paddle Inference wrote no optimized program for {}, so its INT8 "
+                        "kernels cannot be confirmed (an old-IR .pdmodel export is needed)"
+                        .format(model_dir))
+                self.int8_report = paddle_int8_report(optimized)
         if precision == "int8":
             confirm_int8(self.int8_report, model_dir)
         self.input_names = self.predictor.get_input_names()
