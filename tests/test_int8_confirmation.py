@@ -7,7 +7,7 @@ import pytest
 from conftest import run_tool
 from slimext.deploy.int8_kernels import (Int8NotUsedError, confirm_int8, is_qdq_program,
                                          paddle_int8_report)
-from slimext.deploy.predictor import DetectorPredictor, create_config
+from slimext.deploy.predictor import DetectorPredictor, confirm_int8_kernels, create_config
 from slimext.deploy.preprocess import load_image
 
 PASS_LOG_MARKERS = ("squashed", "quantized", "fused")
@@ -18,7 +18,7 @@ def _val_image(tiny_dataset):
 
 
 def test_int8_predictor_reports_every_conv_in_int8(qdq_export):
-    report = DetectorPredictor(qdq_export, "int8").int8_report
+    report = confirm_int8_kernels(qdq_export)
     assert report.convs > 0 and report.int8_convs == report.convs, report.line()
     assert report.reorders.get("quantize", 0) > 0 and report.fp32_convs == []
     assert report.line().startswith("INT8 kernels: {0} of {0} convs".format(report.convs))

@@ -1,4 +1,4 @@
-"""Runtime/precision benchmark: tools/deploy_bench.py --model_dir DIR [DIR] [--runtimes R,R] [--json OUT]."""
+"""Runtime/precision benchmark: tools/deploy_bench.py --model_dir DIR [DIR] [--json OUT]."""
 import os
 import sys
 

@@ -155,7 +155,8 @@ def _progress_bar(total, enabled):
     from tqdm import tqdm
 
     # Only on a console: in a log file a redrawn bar is noise.
-    return tqdm(total=total, disable=not (enabled and sys.stderr.isatty()), file=sys.stderr, unit="run", leave=False,
+    return tqdm(total=total, disable=not (enabled and sys.stderr.isatty()), file=sys.stderr,
+                unit="run", leave=False,
                 bar_format="{desc:<20} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
 
 

@@ -130,7 +130,8 @@ def format_profile(profile):
              "(verbose timing adds overhead)".format(
                  os.path.basename(os.path.normpath(profile["model_dir"])),
                  profile["precision"], profile["wall_ms"], profile["onednn_ms"]),
-             "", "| primitive | data | calls/run | ms/run | share of wall |", "|---|---|---|---|---|"]
+             "", "| primitive | data | calls/run | ms/run | share of wall |",
+             "|---|---|---|---|---|"]
     for p in profile["primitives"]:
         lines.append("| {} | {} | {:.0f} | {:.2f} | {:.0%} |".format(
             p["kind"], p["detail"], p["calls"], p["ms"], p["ms"] / profile["wall_ms"]))

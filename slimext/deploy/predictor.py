@@ -174,3 +174,11 @@ def create_detector(model_dir, runtime="paddle", precision="fp32", cpu_threads=2
 
         return OpenVINODetector(model_dir, precision, cpu_threads, verbose)
     return DetectorPredictor(model_dir, precision, cpu_threads, verbose)
+
+
+def confirm_int8_kernels(model_dir, runtime="paddle", cpu_threads=2):
+    """Build an INT8 predictor for the export and return its Int8KernelReport.
+
+    Raises Int8NotUsedError (with the reason and the fix) when no convolution ran INT8.
+    """
+    return create_detector(model_dir, runtime, "int8", cpu_threads).int8_report
