@@ -28,7 +28,14 @@ $(STAMP): stacks/$(STACK).txt requirements-extra.txt constraints.txt setup.py
 demo: install
 	$(PY) -m slimext.demo --workdir demo_output
 
-test: install
+# The optional OpenVINO runtime is part of the test stack, so its tests always run.
+OPENVINO_STAMP := $(VENV)/.slimext-openvino
+
+$(OPENVINO_STAMP): $(STAMP) requirements-openvino.txt
+	$(PIP) install -q -c constraints.txt -r requirements-openvino.txt
+	touch $@
+
+test: install $(OPENVINO_STAMP)
 	$(PY) -m pytest -q tests
 
 # Every supported stack, one after the other (what CI runs).

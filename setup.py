@@ -19,5 +19,6 @@ setup(
         "pyyaml",
     ],
     # paddleslim is installed with --no-deps by `make install` (see constraints.txt).
-    extras_require={"slim": ["paddleslim==2.6.0"]},
+    # openvino: the optional second CPU runtime (--runtime openvino), see requirements-openvino.txt.
+    extras_require={"slim": ["paddleslim==2.6.0"], "openvino": ["openvino==2026.4.1"]},
 )

@@ -89,3 +89,14 @@ def ppdet_workspace():
             config[key] = value
         else:
             config[key] = items
+
+
+@pytest.fixture(scope="session")
+def qdq_export(tmp_path_factory, trained_weights, dataset_overrides):
+    """INT8 QDQ export of the same checkpoint (ResidualPTQ abs_max, one calibration batch)."""
+    out = str(tmp_path_factory.mktemp("qdq_export"))
+    run_tool_ok(["tools/post_quant.py", "-c", DEMO_CONFIG, "--slim_config",
+                 "configs/slim/residual_ptq/picodet_demo_residual_ptq.yml", "--output_dir", out,
+                 "-o", "weights=" + trained_weights, "quant_batch_num=1",
+                 "ResidualPTQ.algo=abs_max"] + dataset_overrides)
+    return os.path.join(out, "picodet_demo_residual_ptq")

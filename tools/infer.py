@@ -1,4 +1,4 @@
-"""Paddle Inference detection: tools/infer.py --model_dir DIR --image_file IMG [--precision P]."""
+"""Detection: tools/infer.py --model_dir DIR --image_file IMG [--runtime R] [--precision P]."""
 import os
 import sys
 

@@ -1,4 +1,4 @@
-"""Detect objects with an exported model through Paddle Inference; save PNGs with boxes."""
+"""Detect objects with an exported model (Paddle Inference or OpenVINO); save PNGs with boxes."""
 import argparse
 import glob
 import os
@@ -16,9 +16,14 @@ def build_parser():
     source.add_argument("--image_file", help="one image")
     source.add_argument("--image_dir", help="every image in this folder")
     parser.add_argument("--output_dir", default="output", help="where the PNGs go")
+    parser.add_argument("--runtime", default="paddle", choices=("paddle", "openvino"),
+                        help="paddle: Paddle Inference; openvino: OpenVINO CPU (optional "
+                             "install: pip install -r requirements-openvino.txt)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "onednn", "int8"),
-                        help="fp32: plain CPU; onednn: oneDNN fp32; int8: oneDNN INT8 "
-                             "(needs a QAT export)")
+                        help="fp32: plain CPU; onednn: oneDNN fp32 (paddle only); int8: INT8 "
+                             "kernels (needs a QAT/PTQ export; checked after loading)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the runtime's optimization pass log")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="lowest score drawn and printed")
     parser.add_argument("--cpu_threads", type=int, default=2)
@@ -71,13 +76,17 @@ def infer_images(predictor, images, output_dir, threshold):
 @run_command
 def main(argv=None):
     flags = build_parser().parse_args(argv)
-    from slimext.deploy.predictor import DetectorPredictor
+    from slimext.deploy.int8_kernels import Int8NotUsedError
+    from slimext.deploy.predictor import create_detector
 
     images = list_images(flags.image_file, flags.image_dir)
     try:
-        predictor = DetectorPredictor(flags.model_dir, flags.precision, flags.cpu_threads)
-    except FileNotFoundError as error:
+        predictor = create_detector(flags.model_dir, flags.runtime, flags.precision,
+                                    flags.cpu_threads, verbose=flags.verbose)
+    except (FileNotFoundError, ValueError, ImportError, Int8NotUsedError) as error:
         raise UserError(str(error))
+    if predictor.int8_report is not None:
+        print(predictor.int8_report.line())
     written = infer_images(predictor, images, flags.output_dir, flags.threshold)
     print("{} image(s) with boxes written to {}".format(len(written), flags.output_dir))
 

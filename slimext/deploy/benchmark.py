@@ -22,6 +22,9 @@ def measure_predictor(model_dir, precision, dataset_dir, cpu_threads=2, latency_
     inputs = predictor.preprocess(load_image(os.path.join(image_dir, first)))
     latency = measure_latency(lambda: predictor.run(inputs), runs=latency_runs,
                               warmup=min(warmup, latency_runs))
-    return {"model_dir": model_dir, "precision": precision, "mAP": stats[0], "mAP50": stats[1],
-            "latency_ms": latency.median_ms, "latency_runs": latency.runs,
-            "cpu_threads": cpu_threads}
+    result = {"model_dir": model_dir, "precision": precision, "mAP": stats[0],
+              "mAP50": stats[1], "latency_ms": latency.median_ms, "latency_runs": latency.runs,
+              "cpu_threads": cpu_threads}
+    if predictor.int8_report is not None:   # an INT8 predictor proved its kernels
+        result["int8_kernels"] = predictor.int8_report.line()
+    return result

@@ -3,15 +3,20 @@
     predictor = DetectorPredictor("output_inference/picodet_xs_192_demo_lcnet", "onednn")
     result = predictor.predict(load_image("a.png"))   # Detections: boxes [N, 6], labels
 
-Boxes are rows of (class, score, x1, y1, x2, y2) in original image pixels.
+Boxes are rows of (class, score, x1, y1, x2, y2) in original image pixels. `create_detector`
+picks the runtime (Paddle Inference or OpenVINO) for the same export. An INT8 predictor
+proves it runs INT8 kernels (`int8_report`) or refuses to be built.
 """
 import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 import yaml
 
 from slimext.compat.inference import use_int8_capable_pipeline
+from slimext.deploy.int8_kernels import Int8NotUsedError, confirm_int8, paddle_int8_report
+from slimext.deploy.native_log import capture_native_stderr
 from slimext.deploy.preprocess import Preprocess
 
 MODEL_FILES = ("model.pdmodel", "model.pdiparams", "infer_cfg.yml")
@@ -73,10 +78,14 @@ def create_config(model_dir, precision="fp32", cpu_threads=2):
     return use_int8_capable_pipeline(config)
 
 
-class DetectorPredictor:
-    def __init__(self, model_dir, precision="fp32", cpu_threads=2):
-        from paddle import inference
+class ExportedDetector:
+    """What every runtime shares: the export's infer_cfg, its preprocessing, box decoding.
 
+    A runtime subclass sets `runtime`, `precision` and implements run_raw(inputs).
+    """
+    runtime = None
+
+    def __init__(self, model_dir, precision):
         check_model_dir(model_dir)
         with open(os.path.join(model_dir, "infer_cfg.yml")) as f:
             self.infer_cfg = yaml.safe_load(f)
@@ -84,21 +93,10 @@ class DetectorPredictor:
         self.precision = precision
         self.labels = list(self.infer_cfg.get("label_list", []))
         self.preprocess = Preprocess(self.infer_cfg["Preprocess"])
-        self.predictor = inference.create_predictor(
-            create_config(model_dir, precision, cpu_threads))
-        self.input_names = self.predictor.get_input_names()
-        self.output_names = self.predictor.get_output_names()
+        self.int8_report = None   # set by INT8 runs: which kernels ran INT8
 
     def run_raw(self, inputs):
-        """Feed the inputs the program declares; return every output as numpy, in order."""
-        for name in self.input_names:
-            handle = self.predictor.get_input_handle(name)
-            array = np.ascontiguousarray(inputs[name])
-            handle.reshape(array.shape)
-            handle.copy_from_cpu(array)
-        self.predictor.run()
-        return [self.predictor.get_output_handle(name).copy_to_cpu()
-                for name in self.output_names]
+        raise NotImplementedError
 
     def run(self, inputs):
         """Boxes [N, 6] (class, score, x1, y1, x2, y2) and box counts per image."""
@@ -115,3 +113,73 @@ class DetectorPredictor:
         boxes = boxes[:int(counts[0])]
         # Without detections Paddle's NMS pads one row of class -1.
         return Detections(boxes[boxes[:, 0] >= 0], self.labels)
+
+
+class DetectorPredictor(ExportedDetector):
+    """Paddle Inference on CPU. verbose=True shows the analysis passes' log on stderr."""
+    runtime = "paddle"
+
+    def __init__(self, model_dir, precision="fp32", cpu_threads=2, verbose=False):
+        from paddle import inference
+
+        super().__init__(model_dir, precision)
+        config = create_config(model_dir, precision, cpu_threads)
+        with tempfile.TemporaryDirectory(prefix="slimext_optim_") as optim_dir:
+            if precision == "int8":
+                # The optimized program is the evidence of which kernels run INT8.
+                config.set_optim_cache_dir(optim_dir)
+                config.enable_save_optim_model(True)
+            with capture_native_stderr(echo=verbose) as log:
+                self.predictor = inference.create_predictor(config)
+            self.pass_log = log.text
+            if precision == "int8":
+                optimized = os.path.join(optim_dir, "_optimized.pdmodel")
+                if not os.path.isfile(optimized):
+                    raise Int8NotUsedError(
+                        "Paddle Inference wrote no optimized program for {}, so its INT8 "
+                        "kernels cannot be confirmed (an old-IR .pdmodel export is needed)"
+                        .format(model_dir))
+                self.int8_report = paddle_int8_report(optimized)
+        if precision == "int8":
+            confirm_int8(self.int8_report, model_dir)
+        self.input_names = self.predictor.get_input_names()
+        self.output_names = self.predictor.get_output_names()
+
+    def run_raw(self, inputs):
+        """Feed the inputs the program declares; return every output as numpy, in order."""
+        for name in self.input_names:
+            handle = self.predictor.get_input_handle(name)
+            array = np.ascontiguousarray(inputs[name])
+            handle.reshape(array.shape)
+            handle.copy_from_cpu(array)
+        self.predictor.run()
+        return [self.predictor.get_output_handle(name).copy_to_cpu()
+                for name in self.output_names]
+
+
+# Which precisions each runtime offers for an export.
+RUNTIME_PRECISIONS = {"paddle": tuple(PRECISIONS), "openvino": ("fp32", "int8")}
+
+
+def create_detector(model_dir, runtime="paddle", precision="fp32", cpu_threads=2,
+                    verbose=False):
+    """A predictor for the export on the named runtime ('paddle' or 'openvino')."""
+    if runtime not in RUNTIME_PRECISIONS:
+        raise ValueError("runtime {!r} unknown; choose one of {}".format(
+            runtime, ", ".join(RUNTIME_PRECISIONS)))
+    if precision not in RUNTIME_PRECISIONS[runtime]:
+        raise ValueError("precision {!r} is not offered by {}; choose one of {}".format(
+            precision, runtime, ", ".join(RUNTIME_PRECISIONS[runtime])))
+    if runtime == "openvino":
+        from slimext.deploy.openvino_runtime import OpenVINODetector
+
+        return OpenVINODetector(model_dir, precision, cpu_threads, verbose)
+    return DetectorPredictor(model_dir, precision, cpu_threads, verbose)
+
+
+def confirm_int8_kernels(model_dir, runtime="paddle", cpu_threads=2):
+    """Build an INT8 predictor for the export and return its Int8KernelReport.
+
+    Raises Int8NotUsedError (with the reason and the fix) when no convolution ran INT8.
+    """
+    return create_detector(model_dir, runtime, "int8", cpu_threads).int8_report

@@ -1,0 +1,147 @@
+"""Proof that an INT8 run used INT8 kernels: read the program the runtime actually executes.
+
+`enable_mkldnn_int8()` on a float export, or on a QDQ export whose scales the INT8 passes
+reject, silently runs fp32. The optimized program Paddle Inference writes
+(`enable_save_optim_model`) says what ran: convolutions with `mkldnn_data_type` 'int8' and
+the `quantize`/`dequantize`/`requantize` reorders between INT8 and fp32 regions. OpenVINO's
+compiled model says the same through each node's runtime precision.
+
+    report = paddle_int8_report(optimized_program_path)
+    print(report.line())     # INT8 kernels: 98 of 98 convs, 13 other ops (...); 9 quantize, ...
+    confirm_int8(report, model_dir)   # raises Int8NotUsedError when no conv ran INT8
+"""
+import collections
+import os
+from dataclasses import dataclass, field
+
+CONV_OP_TYPES = ("conv2d", "depthwise_conv2d", "fused_conv2d", "conv2d_transpose")
+# Reorders between fp32 and INT8 regions that Paddle's oneDNN INT8 passes insert.
+REORDER_OP_TYPES = ("quantize", "dequantize", "requantize")
+# Ops that only a quantization-aware (QDQ) export carries.
+QDQ_OP_PREFIXES = ("quantize_linear", "dequantize_linear", "fake_quantize", "fake_dequantize",
+                   "fake_channel_wise")
+INT8_PRECISIONS = ("i8", "u8")
+
+
+class Int8NotUsedError(RuntimeError):
+    """An INT8 run whose program executed no convolution in INT8."""
+
+
+@dataclass
+class Int8KernelReport:
+    runtime: str
+    convs: int
+    int8_convs: int
+    int8_ops: dict = field(default_factory=dict)     # non-conv op type -> count run in INT8
+    reorders: dict = field(default_factory=dict)     # reorder op type -> count
+    fp32_convs: list = field(default_factory=list)   # output names of convs left in fp32
+
+    @property
+    def used_int8(self):
+        return self.int8_convs > 0
+
+    def line(self):
+        """One line for a console: 'INT8 kernels: 98 of 98 convs, 13 other ops (...); ...'."""
+        others = sum(self.int8_ops.values())
+        text = "INT8 kernels: {} of {} convs".format(self.int8_convs, self.convs)
+        if others:
+            text += ", {} other ops ({})".format(others, ", ".join(
+                "{} {}".format(op, n) for op, n in sorted(self.int8_ops.items(),
+                                                          key=lambda kv: (-kv[1], kv[0]))))
+        if self.reorders:
+            text += "; " + ", ".join("{} {}".format(n, op) for op, n in sorted(
+                self.reorders.items()))
+        return text + " [{}]".format(self.runtime)
+
+    def as_dict(self):
+        return {"runtime": self.runtime, "convs": self.convs, "int8_convs": self.int8_convs,
+                "int8_ops": dict(self.int8_ops), "reorders": dict(self.reorders),
+                "fp32_convs": list(self.fp32_convs), "line": self.line()}
+
+
+def _read_program(path):
+    # The protobuf message itself: no executor, no IR choice (reads the same on 2.6 and 3.x).
+    from paddle.base.proto import framework_pb2
+
+    with open(path, "rb") as f:
+        return framework_pb2.ProgramDesc.FromString(f.read())
+
+
+def _string_attr(op, name):
+    # A serialized op may list an attribute twice (a pass re-set it); the last one holds.
+    value = None
+    for attr in op.attrs:
+        if attr.name == name:
+            value = attr.s
+    return value
+
+
+def _all_ops(program):
+    return [op for block in program.blocks for op in block.ops]
+
+
+def is_qdq_program(model_path):
+    """True when the exported program carries quantize/dequantize (QAT or PTQ export)."""
+    return any(op.type.startswith(QDQ_OP_PREFIXES) for op in _all_ops(_read_program(model_path)))
+
+
+def paddle_int8_report(optimized_program_path):
+    """What ran INT8 in the program Paddle Inference optimized (`_optimized.pdmodel`)."""
+    convs, int8_convs, fp32_convs = 0, 0, []
+    int8_ops, reorders = collections.Counter(), collections.Counter()
+    for op in _all_ops(_read_program(optimized_program_path)):
+        int8 = _string_attr(op, "mkldnn_data_type") == "int8"
+        if op.type in CONV_OP_TYPES:
+            convs += 1
+            if int8:
+                int8_convs += 1
+            else:
+                outputs = [name for var in op.outputs for name in var.arguments]
+                fp32_convs.append(outputs[0] if outputs else op.type)
+        elif op.type in REORDER_OP_TYPES:
+            reorders[op.type] += 1
+        elif int8:
+            int8_ops[op.type] += 1
+    return Int8KernelReport("paddle", convs, int8_convs, dict(int8_ops), dict(reorders),
+                            fp32_convs)
+
+
+def openvino_int8_report(compiled_model):
+    """What ran INT8 in an OpenVINO CPU compiled model (its runtime graph's precisions)."""
+    convs, int8_convs, fp32_convs = 0, 0, []
+    int8_ops, reorders = collections.Counter(), collections.Counter()
+    for node in compiled_model.get_runtime_model().get_ops():
+        info = node.get_rt_info()
+        layer = info["layerType"].astype(str) if "layerType" in info else node.get_type_name()
+        precision = (info["runtimePrecision"].astype(str) if "runtimePrecision" in info
+                     else "")
+        int8 = precision in INT8_PRECISIONS
+        if layer in ("Convolution", "GroupConvolution", "Deconvolution"):
+            convs += 1
+            if int8:
+                int8_convs += 1
+            else:
+                fp32_convs.append(node.get_friendly_name())
+        elif layer == "Reorder":
+            reorders["reorder"] += 1
+        elif int8 and layer not in ("Const", "Input", "Output", "Reshape"):
+            int8_ops[layer] += 1
+    return Int8KernelReport("openvino", convs, int8_convs, dict(int8_ops), dict(reorders),
+                            fp32_convs)
+
+
+def confirm_int8(report, model_dir):
+    """Raise Int8NotUsedError, saying why and what to do, unless some conv ran INT8."""
+    if report.used_int8:
+        return report
+    model_path = os.path.join(model_dir, "model.pdmodel")
+    if os.path.isfile(model_path) and not is_qdq_program(model_path):
+        raise Int8NotUsedError(
+            "{} is a float export (no quantize/dequantize ops), so INT8 would run fp32 "
+            "({}); export it from quantization-aware training (tools/export_model.py "
+            "--slim_config ...) or tools/post_quant.py, or run it with --precision onednn"
+            .format(model_dir, report.line()))
+    raise Int8NotUsedError(
+        "{} has quantize/dequantize ops but {} ran no convolution in INT8 ({}); the INT8 "
+        "passes did not accept its scales: run again with --verbose to see the pass log"
+        .format(model_dir, report.runtime, report.line()))

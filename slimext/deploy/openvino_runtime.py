@@ -1,0 +1,67 @@
+"""OpenVINO as a second CPU runtime for the same Paddle export (an optional install).
+
+OpenVINO reads `model.pdmodel` directly; a QDQ export's quantize/dequantize pairs become
+FakeQuantize nodes that its CPU plugin runs as INT8 kernels with the exported scales.
+Install it with `pip install -r requirements-openvino.txt` (or the `openvino` extra).
+"""
+import os
+
+from slimext.deploy.int8_kernels import confirm_int8, openvino_int8_report
+from slimext.deploy.predictor import ExportedDetector
+
+INSTALL_HINT = "pip install -r requirements-openvino.txt"
+
+
+class OpenVINOMissingError(ImportError):
+    """OpenVINO is not installed; the message says how to install it."""
+
+
+def import_openvino():
+    try:
+        import openvino
+    except ImportError as error:
+        raise OpenVINOMissingError("OpenVINO is not installed ({}); install the optional "
+                                   "runtime with `{}`".format(error, INSTALL_HINT))
+    return openvino
+
+
+def openvino_version():
+    """The installed OpenVINO's version, or None."""
+    try:
+        return import_openvino().get_version()
+    except OpenVINOMissingError:
+        return None
+
+
+class OpenVINODetector(ExportedDetector):
+    """OpenVINO CPU plugin. precision 'fp32' keeps float math in f32 (OpenVINO would pick
+    bf16 on CPUs that have it); 'int8' also requires INT8 kernels to have been chosen."""
+    runtime = "openvino"
+
+    def __init__(self, model_dir, precision="fp32", cpu_threads=2, verbose=False):
+        if precision not in ("fp32", "int8"):
+            raise ValueError("precision {!r} is not offered by openvino; choose fp32 or int8"
+                             .format(precision))
+        super().__init__(model_dir, precision)
+        ov = import_openvino()
+        core = ov.Core()
+        model = core.read_model(os.path.join(model_dir, "model.pdmodel"))
+        self.compiled = core.compile_model(model, "CPU", {
+            "INFERENCE_NUM_THREADS": int(cpu_threads),
+            "INFERENCE_PRECISION_HINT": "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+        })
+        self.request = self.compiled.create_infer_request()
+        # The Paddle frontend drops feeds the graph never reads (e.g. im_shape).
+        self.input_names = [port.get_any_name() for port in self.compiled.inputs]
+        self.pass_log = ""
+        self.verbose = verbose
+        if precision == "int8":
+            self.int8_report = openvino_int8_report(self.compiled)
+            confirm_int8(self.int8_report, model_dir)
+
+    def run_raw(self, inputs):
+        """Feed the inputs the model declares; return every output as numpy, in order."""
+        self.request.infer({name: inputs[name] for name in self.input_names})
+        return [self.request.get_output_tensor(i).data.copy()
+                for i in range(len(self.compiled.outputs))]
