@@ -81,6 +81,13 @@ def test_onednn_verbose_lines_are_keyed_by_kind_and_data_type():
     assert primitive_key(conv.split(",")) == ("convolution", "int8 depthwise")
     assert primitive_key(reorder.split(",")) == ("reorder", "fp32->int8")
     assert primitive_key(eltwise.split(",")) == ("eltwise", "logistic fp32")
+    # Paddle 3.3's oneDNN: a `primitive` field, and `src:s8:` for `src_s8:`.
+    conv33 = ("onednn_verbose,v1,primitive,exec,cpu,convolution,brdgmm_dw:avx512_core_vnni,"
+              "forward_inference,src:s8:a:blocked:acdb::f0 wei:s8:ap:blocked:deAbc16a::f1:s8m1 "
+              "bia:f32::blocked:a::f0 dst:s8:a:blocked:acdb::f0,attr-scales:src0:0:f32,"
+              "alg:convolution_direct,g8mb1_ic8oc8_ih96oh96kh3sh1dh0ph1_iw96ow96kw3sw1dw0pw1,"
+              "0.0939941")
+    assert primitive_key(conv33.split(",")) == ("convolution", "int8 depthwise")
 
 
 def test_profile_counts_every_int8_conv_of_the_program(qdq_export):

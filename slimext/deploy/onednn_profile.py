@@ -25,7 +25,8 @@ INT8_TYPES = ("s8", "u8")
 
 
 def _dtype(descriptor, tensor):
-    match = re.search(r"(?:^|\s){}_([a-z0-9]+):".format(tensor), descriptor)
+    # `src_s8::blocked...` (oneDNN 3.2, Paddle 2.6) or `src:s8:a:blocked...` (Paddle 3.3).
+    match = re.search(r"(?:^|\s){}[_:]([a-z0-9]+):".format(tensor), descriptor)
     return match.group(1) if match else None
 
 
@@ -39,7 +40,8 @@ def primitive_key(fields):
     """(kind, detail) for one `exec` verbose line split on commas."""
     exec_at = fields.index("exec")
     kind = fields[exec_at + 2]
-    descriptor = next((f for f in fields[exec_at + 3:] if "src_" in f or "data_" in f), "")
+    descriptor = next((f for f in fields[exec_at + 3:]
+                       if re.search(r"(?:^|\s)(src|data)[_:]", f)), "")
     src = _dtype(descriptor, "src") or _dtype(descriptor, "data")
     if kind == "reorder":
         return kind, "{}->{}".format(_precision(src), _precision(_dtype(descriptor, "dst")))
