@@ -116,6 +116,10 @@ class ResidualPTQ(object):
                 self.core.algo, self.core.used_batches(), self.core.table()))
         return thresholds
 
+    def abort_calibration(self):
+        """The exception path of ppdet's flow: quantizers active again, nothing written."""
+        self.core.abort_calibration()
+
     def save_quantized_model(self, layer, path, input_spec=None, **config):
         self.finish_calibration(layer)
         if input_spec is not None:
