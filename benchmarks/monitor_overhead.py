@@ -132,12 +132,9 @@ def markdown(rows):
 
 
 def write_json(path, result):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    staging = path + ".tmp"
-    with open(staging, "w") as stream:
-        json.dump(result, stream, indent=2)
-        stream.write("\n")
-    os.replace(staging, path)
+    from slimext.fileio import atomic_write_json
+
+    atomic_write_json(path, result)
 
 
 def main(argv=None):
