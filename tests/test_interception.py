@@ -233,7 +233,7 @@ def test_a_join_interception_never_saw_is_reported_from_the_traced_program(qat_w
     qat(UnpatchedJoin(), example_inputs=[example_input()])
     assert qat.plan.joins == []                 # invisible to interception ...
     assert len(qat.uncovered) == 1              # ... but found in the program
-    assert "elementwise_add" in qat.uncovered[0]
+    assert qat.uncovered[0].startswith("add (")   # elementwise_add (2.6) or pd_op.add (PIR)
     assert "test_interception.py" in qat.uncovered[0]
     assert any("not intercepted" in r.getMessage() for r in qat_warnings)
     with pytest.raises(JoinCoverageError, match="not intercepted"):

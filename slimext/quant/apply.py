@@ -12,6 +12,7 @@ import paddle
 from paddle.nn.quant.quant_layers import FakeQuantMovingAverageAbsMax
 
 from slimext.quant import interception
+from slimext.quant.coverage import value_key
 from slimext.quant.interception import FrameStack
 
 QUANTIZERS_ATTR = "slimext_join_quantizers"
@@ -101,12 +102,12 @@ class JoinQuantizerHandler:
 
     def on_unquantizable_join(self, kind, form, operands):
         """In-place joins stay as written; discovery has reported them."""
-        if self.seen_outputs is not None and operands and hasattr(operands[0], "name"):
-            self.seen_outputs.add(operands[0].name)
+        if self.seen_outputs is not None and operands:
+            self.seen_outputs.add(value_key(operands[0]))
 
     def _record(self, result):
-        if self.seen_outputs is not None and hasattr(result, "name"):
-            self.seen_outputs.add(result.name)
+        if self.seen_outputs is not None:
+            self.seen_outputs.add(value_key(result))
         return result
 
     def _quantize(self, name, tensor):

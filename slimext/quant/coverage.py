@@ -15,11 +15,14 @@ from dataclasses import dataclass
 
 logger = logging.getLogger("slimext.coverage")
 
-# Static op types of the join forms (old IR names, from Paddle 2.6 programs).
+# Static op types of the join forms: old IR (Paddle 2.6) and PIR (Paddle 3) names.
 JOIN_OP_TYPES = {"elementwise_add": "add", "elementwise_sub": "subtract", "sum": "add",
-                 "concat": "concat", "stack": "stack"}
+                 "concat": "concat", "stack": "stack",
+                 "pd_op.add": "add", "pd_op.subtract": "subtract", "pd_op.add_n": "add",
+                 "pd_op.concat": "concat", "pd_op.stack": "stack"}
 QUANTIZABLE_OP_TYPES = ("conv2d", "depthwise_conv2d", "conv2d_transpose", "matmul_v2",
-                        "matmul", "mul")
+                        "matmul", "mul", "pd_op.conv2d", "pd_op.depthwise_conv2d",
+                        "pd_op.conv2d_transpose", "pd_op.matmul")
 
 
 class JoinCoverageError(RuntimeError):
@@ -37,51 +40,108 @@ class UncoveredJoin:
         return "{} ({}) -> {} at {}".format(self.kind, self.op_type, self.output, self.location)
 
 
-def _is_float(var):
+@dataclass
+class OpView:
+    """What the scan needs of one op, in either IR: keys identify values across ops."""
+    type: str
+    inputs: list        # [(key, is_float)]
+    outputs: list       # [(key, is_float)]
+    callstack: list
+
+
+def value_key(value):
+    """How a traced value is recognised in its program: old-IR variable name or PIR id."""
+    import paddle
+
+    pir_value = getattr(getattr(paddle, "pir", None), "Value", None)
+    if pir_value is not None and isinstance(value, pir_value):
+        return value.id
+    return getattr(value, "name", None)
+
+
+def _location(callstack):
+    """The model-code line that created an op (dy2static records the Python call stack)."""
+    frames = [line for line in callstack or [] if line.strip().startswith("File")]
+    for line in reversed(frames):
+        if "/paddle/" not in line and "/slimext/quant/" not in line:
+            return " ".join(line.split())
+    return " ".join(frames[-1].split()) if frames else "unknown location"
+
+
+def _old_ir_ops(program):
     from paddle.base import core
 
     types = core.VarDesc.VarType
-    if var is None or var.type != types.LOD_TENSOR:  # feed/fetch lists, tensor arrays
-        return False
-    return var.dtype in (types.FP32, types.FP16, types.BF16, types.FP64)
+    block = program.global_block()
+
+    def is_float(name):
+        var = block._find_var_recursive(name)
+        if var is None or var.type != types.LOD_TENSOR:  # feed/fetch lists, tensor arrays
+            return False
+        return var.dtype in (types.FP32, types.FP16, types.BF16, types.FP64)
+
+    for op in block.ops:
+        callstack = op.attr("op_callstack") if op.has_attr("op_callstack") else []
+        yield OpView(op.type, [(n, is_float(n)) for n in op.input_arg_names],
+                     [(n, is_float(n)) for n in op.output_arg_names], callstack)
 
 
-def _location(op):
-    """The model-code line that created `op` (dy2static records the Python call stack)."""
-    if not op.has_attr("op_callstack"):
-        return "unknown location"
-    frames = [line for line in op.attr("op_callstack") or [] if line.strip().startswith("File")]
-    for line in reversed(frames):
-        if "/paddle/" not in line and "/slimext/quant/" not in line:
-            return line.strip().replace("\n", " ")
-    return frames[-1].strip() if frames else "unknown location"
+def _pir_ops(program):
+    import paddle
+
+    floats = (paddle.float32, paddle.float16, paddle.bfloat16, paddle.float64)
+
+    def is_float(value):
+        try:
+            return value.dtype in floats
+        except Exception:  # a vector (builtin.combine) or a value without a dtype
+            return False
+
+    combined = {}  # builtin.combine output -> its operands: concat/stack/add_n read them
+    for op in program.global_block().ops:
+        operands = []
+        for value in op.operands_source():
+            operands.extend(combined.get(value.id, [value]))
+        if op.name() == "builtin.combine":
+            for result in op.results():
+                combined[result.id] = operands
+        attrs = op.attrs()
+        callstack = attrs.get("op_callstack") or []
+        yield OpView(op.name(), [(v.id, is_float(v)) for v in operands],
+                     [(v.id, is_float(v)) for v in op.results()], list(callstack))
+
+
+def program_ops(program):
+    """OpViews of an old-IR or a PIR program."""
+    if hasattr(program, "desc"):
+        return list(_old_ir_ops(program))
+    return list(_pir_ops(program))
 
 
 def find_uncovered_joins(program, seeds, seen_outputs):
-    """Join ops of `program` (old IR) whose output interception did not see.
+    """Join ops of `program` whose output interception did not see.
 
-    seeds: names of the input variables (activations start there).
-    seen_outputs: names of join outputs interception handled while tracing.
+    seeds: keys (value_key) of the input values (activations start there).
+    seen_outputs: keys of the join outputs interception handled while tracing.
     """
-    block = program.global_block()
-    ops = list(block.ops)
+    ops = program_ops(program)
     last_quantizable = max((i for i, op in enumerate(ops) if op.type in QUANTIZABLE_OP_TYPES),
                            default=-1)
     activations = set(seeds)
     uncovered = []
     for index, op in enumerate(ops):
-        inputs = [n for n in op.input_arg_names if n in activations]
+        inputs = [(key, is_float) for key, is_float in op.inputs if key in activations]
         if not inputs:
             continue
-        outputs = [n for n in op.output_arg_names if _is_float(block._find_var_recursive(n))]
-        activations.update(outputs)
+        activations.update(key for key, is_float in op.outputs if is_float)
         kind = JOIN_OP_TYPES.get(op.type)
         if kind is None or index > last_quantizable:
             continue
-        float_inputs = [n for n in inputs if _is_float(block._find_var_recursive(n))]
-        if len(float_inputs) < 2 or any(n in seen_outputs for n in op.output_arg_names):
+        if sum(is_float for _, is_float in inputs) < 2 \
+                or any(key in seen_outputs for key, _ in op.outputs):
             continue
-        uncovered.append(UncoveredJoin(op.type, kind, op.output_arg_names[0], _location(op)))
+        output = op.outputs[0][0] if op.outputs else "?"
+        uncovered.append(UncoveredJoin(op.type, kind, str(output), _location(op.callstack)))
     return uncovered
 
 
@@ -110,14 +170,13 @@ class CoverageRecorder:
 
     def on_join(self, kind, operands, compute):
         result = compute(operands)
-        if hasattr(result, "name"):
-            self.seen_outputs.add(result.name)
+        self.seen_outputs.add(value_key(result))
         return result
 
     def on_unquantizable_join(self, kind, form, operands):
         # Reported by discovery with a better message; not a second time here.
-        if operands and hasattr(operands[0], "name"):
-            self.seen_outputs.add(operands[0].name)
+        if operands:
+            self.seen_outputs.add(value_key(operands[0]))
 
 
 def trace_uncovered_joins(model, example_inputs):
@@ -136,12 +195,8 @@ def trace_uncovered_joins(model, example_inputs):
     try:
         with handling(recorder):
             concrete, _ = static_model.forward.get_concrete_program(*example_inputs)
-        program = concrete.main_program
-        if not hasattr(program, "global_block") or not hasattr(program.global_block(), "ops") \
-                or not hasattr(program, "desc"):
-            raise RuntimeError("the traced program is not an old-IR program")
-        seeds = [var.name for var in _flatten(concrete.inputs) if hasattr(var, "name")]
-        return find_uncovered_joins(program, seeds, recorder.seen_outputs)
+        seeds = [value_key(value) for value in _flatten(concrete.inputs)]
+        return find_uncovered_joins(concrete.main_program, seeds, recorder.seen_outputs)
     finally:
         model.__dict__.pop("forward", None)  # back to the dygraph forward
 

@@ -48,7 +48,8 @@ PATCH_POINTS = (
     PatchPoint("add_", "add", "inplace"),
     PatchPoint("subtract_", "subtract", "inplace"),
 )
-# Where the functions above are bound: the tensor classes (methods) and Paddle's modules.
+# Where the functions above are bound: the tensor classes (dygraph Tensor, old-IR Variable,
+# PIR Value: methods) and Paddle's modules.
 _FUNCTION_OWNERS = ("paddle", "paddle.tensor", "paddle.tensor.math",
                     "paddle.tensor.manipulation")
 # Spellings that bypass every patch point: ops Paddle exposes only through _C_ops or the
@@ -181,7 +182,12 @@ def _owners():
     from paddle.static import Variable
 
     modules = [importlib.import_module(name) for name in _FUNCTION_OWNERS]
-    return [paddle.Tensor, Variable], modules
+    classes = [paddle.Tensor, Variable]
+    # Paddle 3 traces to_static into PIR, whose values have their own operator methods.
+    pir_value = getattr(getattr(paddle, "pir", None), "Value", None)
+    if isinstance(pir_value, type) and pir_value not in classes:
+        classes.append(pir_value)
+    return classes, modules
 
 
 def _root_aware_call(original_call):

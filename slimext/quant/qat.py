@@ -147,7 +147,8 @@ class ResidualQAT:
         except Exception as error:  # a model that cannot be traced still trains
             message = ("join coverage not checked: the model could not be traced with "
                        "paddle.jit.to_static ({}: {}); the export validator checks it "
-                       "again".format(type(error).__name__, str(error).strip().splitlines()[-1:]))
+                       "again".format(type(error).__name__,
+                                      (str(error).strip().splitlines() or [""])[-1]))
             if self.strict:
                 raise JoinCoverageError(message + " (strict: true)")
             logger.warning(message)
