@@ -273,3 +273,18 @@ def test_the_patch_table_names_every_replaced_entry_point():
                      "paddle.stack", "paddle.concat", "paddle.Tensor.add_",
                      "paddle.nn.layer.layers.Layer.__call__"):
         assert expected in names
+
+
+def test_a_deep_copy_of_a_quantized_model_uses_its_own_quantizers():
+    import copy
+
+    qat, model = _quantized(0)
+    clone = copy.deepcopy(model)  # as ppdet's SimpleModelEMA does
+    x = example_input()
+    np.testing.assert_array_equal(model(x).numpy(), clone(x).numpy())
+    original = qat.quantizer("blocks.0:add#0/out")._scale.numpy().copy()
+    clone.train()
+    clone(example_input(batch=2))
+    np.testing.assert_array_equal(qat.quantizer("blocks.0:add#0/out")._scale.numpy(), original)
+    assert not np.array_equal(
+        clone.slimext_join_quantizers["blocks_0_add_0_out"]._scale.numpy(), original)

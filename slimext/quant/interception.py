@@ -18,6 +18,7 @@ hooks on every sublayer of its model: a join is named by the innermost running l
 op kind and its ordinal within that layer's call (`neck:add#0`).
 """
 import contextvars
+import functools
 from collections import namedtuple
 from contextlib import contextmanager
 
@@ -252,9 +253,12 @@ class FrameStack:
     def __init__(self, model, owner):
         self.owner = owner
         self._hook_handles = []
+        # Hooks are partials of bound methods, not closures: a deep copy of the model
+        # (ppdet's SimpleModelEMA) then gets hooks bound to the copied stack and handler.
         for path, layer in [("", model)] + list(model.named_sublayers()):
-            self._hook_handles.append(layer.register_forward_pre_hook(self._pre_hook(path, layer)))
-            self._hook_handles.append(layer.register_forward_post_hook(self._post_hook))
+            self._hook_handles.append(layer.register_forward_pre_hook(
+                functools.partial(self._enter, path)))
+            self._hook_handles.append(layer.register_forward_post_hook(self._leave))
 
     def _frames(self):
         activation = _current()
@@ -262,16 +266,13 @@ class FrameStack:
             return None
         return activation.frames
 
-    def _pre_hook(self, path, layer):
-        def hook(_layer, inputs):
-            frames = self._frames()
-            if frames is not None:
-                frames.append(Frame(path, layer))
-            return None
+    def _enter(self, path, layer, inputs):
+        frames = self._frames()
+        if frames is not None:
+            frames.append(Frame(path, layer))
+        return None
 
-        return hook
-
-    def _post_hook(self, _layer, inputs, outputs):
+    def _leave(self, _layer, inputs, outputs):
         frames = self._frames()
         if frames:
             frames.pop()
