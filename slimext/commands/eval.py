@@ -28,6 +28,9 @@ def evaluate_detector(cfg, slim_config=None):
 
     cfg.weights = weights_path(cfg.get("weights"))
     if slim_config:
+        from slimext.slim.residual_qat import SKIP_BUILD_COVERAGE
+
+        cfg[SKIP_BUILD_COVERAGE] = True  # evaluation needs no join coverage report
         # The slim model is built (and its weights loaded) here, as in ppdet's own eval.
         cfg = build_slim_model(cfg, slim_config, mode="eval")
     trainer = Trainer(cfg, mode="eval")

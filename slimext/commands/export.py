@@ -27,6 +27,9 @@ def export_detector(cfg, output_dir, slim_config=None):
 
     cfg.weights = weights_path(cfg.get("weights"))
     if slim_config:
+        from slimext.slim.residual_qat import SKIP_BUILD_COVERAGE
+
+        cfg[SKIP_BUILD_COVERAGE] = True  # the export validator checks the traced program
         cfg = build_slim_model(cfg, slim_config, mode="test")
     trainer = Trainer(cfg, mode="test")
     trainer.load_weights(cfg.weights)

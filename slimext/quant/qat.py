@@ -37,10 +37,13 @@ def _is_ppdet_detector(model):
 class ResidualQAT:
     """monitor: an observer with attach(model, qat) and finalize() (e.g.
     slimext.analysis.monitor.JoinErrorMonitor), or None.
-    strict: joins of activations that get no quantizer are an error, not a warning."""
+    strict: joins of activations that get no quantizer are an error, not a warning.
+    check_coverage: trace the float model for joins interception missed (one to_static
+        trace); the export validator checks the exported program either way."""
 
     def __init__(self, backend="onednn", quant_config=None, rules=None,
-                 input_shape=(1, 3, 320, 320), monitor=None, strict=False):
+                 input_shape=(1, 3, 320, 320), monitor=None, strict=False,
+                 check_coverage=True):
         from slimext.quant.backends import get_backend
         from slimext.quant.rules import parse_rules
 
@@ -61,6 +64,7 @@ class ResidualQAT:
                             "key builds it".format(monitor))
         self.monitor = monitor
         self.strict = strict
+        self.check_coverage = check_coverage
         self.plan = None
         self.handler = None
         self.uncovered = []   # descriptions of joins left without quantizers (see coverage)
@@ -140,6 +144,8 @@ class ResidualQAT:
             if self.strict:
                 raise JoinCoverageError(message)
             logger.warning(message + "; they stay in float")
+        if not self.check_coverage:
+            return lines
         try:
             uncovered = trace_uncovered_joins(model, inputs)
         except JoinCoverageError:

@@ -10,6 +10,17 @@ from slimext.quant.settings import check_quant_config
 
 logger = setup_logger(__name__)
 
+# Set (True) in ppdet's global config by tools that only evaluate or export a trained model:
+# they skip the build-time coverage trace (evaluation needs no report, and the export
+# validator checks the exported program itself).
+SKIP_BUILD_COVERAGE = "slimext_skip_build_coverage"
+
+
+def _coverage_on_build():
+    from ppdet.core.workspace import global_config
+
+    return global_config.get(SKIP_BUILD_COVERAGE) is not True
+
 
 def _configured_input_shape():
     """The TestReader's image shape, the deploy shape used to discover the joins."""
@@ -62,7 +73,8 @@ class ResidualQAT(object):
         self.core = _ResidualQATCore(backend=self.backend, quant_config=self.quant_config,
                                      rules=self.rules,
                                      input_shape=self.input_shape or _configured_input_shape(),
-                                     monitor=self.monitor, strict=self.strict)
+                                     monitor=self.monitor, strict=self.strict,
+                                     check_coverage=_coverage_on_build())
         model = self.core(model)
         if self.print_plan:
             logger.info("ResidualQAT plan\n{}".format(self.core.plan))
