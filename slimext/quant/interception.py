@@ -19,6 +19,7 @@ op kind and its ordinal within that layer's call (`neck:add#0`).
 """
 import contextvars
 import functools
+import threading
 from collections import namedtuple
 from contextlib import contextmanager
 
@@ -27,6 +28,8 @@ import paddle
 # The handler stack of the running context; () when nothing is intercepted.
 _ACTIVE = contextvars.ContextVar("slimext_join_handlers", default=())
 _ORIGINALS = {}
+_INSTALL_LOCK = threading.Lock()  # two threads quantizing at once patch Paddle once
+_installed = False
 # Attribute (in a layer's __dict__) naming the handler its calls activate.
 ROOT_HANDLER_ATTR = "_slimext_join_handler"
 
@@ -205,8 +208,16 @@ def _root_aware_call(original_call):
 
 def install():
     """Patch every entry point of PATCH_POINTS and `Layer.__call__`, once per process."""
-    if _ORIGINALS:
+    global _installed
+    if _installed:
         return
+    with _INSTALL_LOCK:
+        if not _installed:
+            _install()
+            _installed = True
+
+
+def _install():
     classes, modules = _owners()
     for point in PATCH_POINTS:
         if point.form in ("operator", "reflected"):
