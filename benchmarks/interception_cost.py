@@ -69,6 +69,54 @@ def time_forwards(model, inputs, runs, set_state):
     return {state: statistics.median(values) * 1000 for state, values in timings.items()}
 
 
+def time_micro(set_state, calls=20000, rounds=7):
+    """Per-call cost (microseconds) of `a + b` on one-element tensors and of calling a
+    trivial layer, unpatched vs patched: the overhead without the model's own noise."""
+    import paddle
+
+    a, b = paddle.ones([1]), paddle.ones([1])
+    layer = paddle.nn.Identity()
+    cases = {"a + b": lambda: a + b, "Layer call": lambda: layer(a)}
+    result = {}
+    for name, call in cases.items():
+        best = {False: float("inf"), True: float("inf")}
+        for _ in range(rounds):
+            for state in (False, True):
+                set_state(state)
+                start = time.perf_counter()
+                for _ in range(calls):
+                    call()
+                best[state] = min(best[state], (time.perf_counter() - start) / calls * 1e6)
+        result[name] = best
+    set_state(True)
+    return result
+
+
+def count_calls(model, inputs):
+    """Layer calls and intercepted ops in one forward of `model`."""
+    from slimext.quant import interception
+
+    counts = {"layers": 0, "ops": 0}
+
+    class Counter:
+        def on_join(self, kind, operands, compute):
+            counts["ops"] += 1
+            return compute(operands)
+
+        def on_unquantizable_join(self, kind, form, operands):
+            counts["ops"] += 1
+
+    hooks = [layer.register_forward_pre_hook(lambda *_: counts.__setitem__(
+        "layers", counts["layers"] + 1)) for layer in [model] + list(model.sublayers())]
+    try:
+        with interception.handling(Counter()):
+            model(*inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return counts
+
+
 def time_checks(config):
     from slimext.quant.coverage import trace_uncovered_joins
     from slimext.quant.joins import trace_joins
@@ -111,13 +159,25 @@ def main(argv=None):
 
     paddle.set_device("cpu")
     model, shape = detector(args.config)
-    forward = time_forwards(model, _ppdet_example_inputs(shape), args.runs, patch_switch())
+    set_state = patch_switch()
+    forward = time_forwards(model, _ppdet_example_inputs(shape), args.runs, set_state)
+    micro = time_micro(set_state)
+    calls = count_calls(model, _ppdet_example_inputs(shape))
+    estimate_ms = (calls["layers"] * (micro["Layer call"][True] - micro["Layer call"][False])
+                   + calls["ops"] * (micro["a + b"][True] - micro["a + b"][False])) / 1000
     checks = time_checks(args.config)
     machine = describe_machine()
     rows = [
         ("float forward, Paddle unpatched (median ms)", "{:.2f}".format(forward[False])),
         ("float forward, interception installed (median ms)", "{:.2f}".format(forward[True])),
         ("ratio installed / unpatched", "{:.3f}".format(forward[True] / forward[False])),
+        ("`a + b` per call, unpatched / installed (us)", "{:.2f} / {:.2f}".format(
+            micro["a + b"][False], micro["a + b"][True])),
+        ("layer call, unpatched / installed (us)", "{:.2f} / {:.2f}".format(
+            micro["Layer call"][False], micro["Layer call"][True])),
+        ("layer calls / intercepted ops per forward", "{} / {}".format(
+            calls["layers"], calls["ops"])),
+        ("overhead per forward from the per-call costs (ms)", "{:.3f}".format(estimate_ms)),
         ("join discovery, once per model (s)", checks["discovery_s"]),
         ("coverage trace (to_static), once per model (s)", checks["coverage_trace_s"]
          if checks["coverage_trace_error"] is None
@@ -132,7 +192,10 @@ def main(argv=None):
               "input_shape": shape, "runs": args.runs, "machine": isa_line(machine),
               "paddle": machine["paddle"],
               "forward_ms": {"unpatched": forward[False], "installed": forward[True]},
-              "ratio": forward[True] / forward[False], "checks": checks, "markdown": table,
+              "ratio": forward[True] / forward[False], "micro_us": {
+                  k: {"unpatched": v[False], "installed": v[True]} for k, v in micro.items()},
+              "calls_per_forward": calls, "estimated_overhead_ms": estimate_ms,
+              "checks": checks, "markdown": table,
               "reproduce": "python -m benchmarks.interception_cost --runs {} --config {}".format(
                   args.runs, os.path.relpath(args.config, REPO))}
     atomic_write_json(args.json, result)
