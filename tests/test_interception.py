@@ -288,3 +288,10 @@ def test_a_deep_copy_of_a_quantized_model_uses_its_own_quantizers():
     np.testing.assert_array_equal(qat.quantizer("blocks.0:add#0/out")._scale.numpy(), original)
     assert not np.array_equal(
         clone.slimext_join_quantizers["blocks_0_add_0_out"]._scale.numpy(), original)
+
+
+def test_the_coverage_trace_gives_every_layer_its_own_forward_back():
+    # to_static swaps in converted forwards; training afterwards must run the originals.
+    model = ResidualQAT()(ResidualNet(), example_inputs=[example_input()])
+    assert [path for path, layer in [("", model)] + list(model.named_sublayers())
+            if "forward" in layer.__dict__] == []

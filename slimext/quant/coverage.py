@@ -191,6 +191,10 @@ def trace_uncovered_joins(model, example_inputs):
     if not paddle.in_dynamic_mode():
         raise RuntimeError("the coverage trace needs dygraph mode")
     recorder = CoverageRecorder()
+    # to_static replaces the forward of the root and of every sublayer it converts; the
+    # model must train afterwards exactly as before, so every layer gets its own back.
+    layers = [model] + list(model.sublayers())
+    forwards = [layer.__dict__.get("forward") for layer in layers]
     static_model = paddle.jit.to_static(model, full_graph=True)
     try:
         with handling(recorder):
@@ -198,7 +202,11 @@ def trace_uncovered_joins(model, example_inputs):
         seeds = [value_key(value) for value in _flatten(concrete.inputs)]
         return find_uncovered_joins(concrete.main_program, seeds, recorder.seen_outputs)
     finally:
-        model.__dict__.pop("forward", None)  # back to the dygraph forward
+        for layer, forward in zip(layers, forwards):
+            if forward is None:
+                layer.__dict__.pop("forward", None)
+            else:
+                layer.__dict__["forward"] = forward
 
 
 def _flatten(value):

@@ -57,7 +57,8 @@ class ResidualQAT:
         self.input_shape = list(input_shape)
         if monitor is False:
             monitor = None
-        if monitor is not None and not (hasattr(monitor, "attach") and hasattr(monitor, "finalize")):
+        is_observer = hasattr(monitor, "attach") and hasattr(monitor, "finalize")
+        if monitor is not None and not is_observer:
             raise TypeError("ResidualQAT(monitor=...) takes an observer with attach(model, qat) "
                             "and finalize(), e.g. slimext.analysis.monitor.monitor_from_config("
                             "{{'every_n_steps': 20}}), got {!r}; in a slim YAML the `monitor:` "
