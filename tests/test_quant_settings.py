@@ -69,3 +69,16 @@ def test_train_cli_stops_on_a_bad_quant_config_with_one_line_and_exit_2(
     assert "Traceback" not in result.stderr
     for word in words + ["ResidualQAT", slim]:
         assert word in lines[-1]
+
+
+def test_an_unknown_key_in_the_method_section_is_named_not_dropped(tmp_path):
+    from slimext.commands.errors import UserError
+    from slimext.commands.slim_config import read_slim_config
+
+    path = tmp_path / "typo.yml"
+    path.write_text("slim: ResidualQAT\nResidualQAT:\n  backend: onednn\n  stict: true\n")
+    with pytest.raises(UserError) as error:
+        read_slim_config(str(path)).check_settings({})
+    message = str(error.value)
+    assert "unknown key(s) stict (did you mean strict?)" in message
+    assert "ResidualQAT takes backend, quant_config" in message and str(path) in message

@@ -57,6 +57,21 @@ class SlimConfig:
             raise UserError("{} (in {} of {})".format(error, self.method, self.path))
 
 
+def _check_keys(section, slim_class):
+    """ppdet passes only the keys a slim class takes and drops the rest without a word."""
+    import difflib
+    import inspect
+
+    known = [name for name in inspect.signature(slim_class.__init__).parameters
+             if name != "self"]
+    unknown = sorted(str(key) for key in section if key not in known)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = " (did you mean {}?)".format(close[0]) if close else ""
+        raise ValueError("unknown key(s) {}{}; {} takes {}".format(
+            ", ".join(unknown), hint, slim_class.__name__, ", ".join(known)))
+
+
 def _check_common(section):
     from slimext.quant.backends import get_backend
     from slimext.quant.rules import parse_rules
@@ -71,7 +86,9 @@ def _check_common(section):
 def _check_qat_section(section):
     from slimext.analysis.monitor import monitor_from_config
     from slimext.quant.settings import check_quant_config
+    from slimext.slim.residual_qat import ResidualQAT
 
+    _check_keys(section, ResidualQAT)
     _check_common(section)
     check_quant_config(section.get("quant_config"))
     monitor_from_config(section.get("monitor"))
@@ -80,7 +97,9 @@ def _check_qat_section(section):
 def _check_ptq_section(section):
     from slimext.quant.calibration import check_options
     from slimext.quant.ptq import check_quant_config
+    from slimext.slim.residual_ptq import ResidualPTQ
 
+    _check_keys(section, ResidualPTQ)
     _check_common(section)
     check_options(section.get("algo", "KL"), section.get("algo_config"))
     check_quant_config(section.get("quant_config"))

@@ -61,7 +61,8 @@ def _is_activation(name):
 
 class ResidualPTQ:
     def __init__(self, backend="onednn", algo="KL", rules=None, quant_config=None,
-                 algo_config=None, input_shape=(1, 3, 320, 320), max_batches=None):
+                 algo_config=None, input_shape=(1, 3, 320, 320), max_batches=None,
+                 strict=False):
         self.algo, self.algo_config = check_options(algo, algo_config)
         config = check_quant_config(quant_config)
         # An int, None (every batch) or a callable read at each batch (ppdet applies -o
@@ -69,7 +70,7 @@ class ResidualPTQ:
         self.max_batches = max_batches
         self.batch_limit()
         self.qat = ResidualQAT(backend=backend, quant_config=config, rules=rules,
-                               input_shape=input_shape)
+                               input_shape=input_shape, strict=strict)
         self.calibrators = {}
         self.thresholds = None
         self.batches = 0
