@@ -56,6 +56,7 @@ def quantized_model(cfg, every_n_steps, report_dir):
     import paddle
     from ppdet.core.workspace import create
 
+    from slimext.analysis.monitor import monitor_from_config
     from slimext.quant import ResidualQAT
 
     paddle.seed(0)
@@ -65,7 +66,7 @@ def quantized_model(cfg, every_n_steps, report_dir):
         monitor = {"every_n_steps": every_n_steps, "output_dir": report_dir}
     shape = [1] + list(cfg.TestReader["inputs_def"]["image_shape"][1:])
     qat = ResidualQAT(backend="onednn", quant_config=cfg.ResidualQAT["quant_config"],
-                      input_shape=shape, monitor=monitor)
+                      input_shape=shape, monitor=monitor_from_config(monitor))
     model = qat(model)
     model.train()
     optimizer = paddle.optimizer.Momentum(0.001, parameters=model.parameters())
@@ -131,12 +132,9 @@ def markdown(rows):
 
 
 def write_json(path, result):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    staging = path + ".tmp"
-    with open(staging, "w") as stream:
-        json.dump(result, stream, indent=2)
-        stream.write("\n")
-    os.replace(staging, path)
+    from slimext.fileio import atomic_write_json
+
+    atomic_write_json(path, result)
 
 
 def main(argv=None):

@@ -322,10 +322,9 @@ def build_parser():
 
 
 def write_atomic(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from slimext.fileio import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def write_results(results_dir, name, results, markdown):

@@ -54,9 +54,10 @@ def _child_main(name, result_path):
     func = importlib.import_module(module_name)
     for part in qualname.split("."):
         func = getattr(func, part)
+    from slimext.fileio import atomic_write_json
+
     result = func(*json.loads(sys.stdin.read()))
-    with open(result_path, "w") as f:
-        json.dump(result, f)
+    atomic_write_json(result_path, result, indent=None)
 
 
 if __name__ == "__main__":

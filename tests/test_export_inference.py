@@ -90,13 +90,13 @@ def test_failed_export_keeps_existing_export(tmp_path, dataset_overrides):
 
 
 def test_replace_dir_restores_old_folder_when_move_fails(tmp_path):
-    from slimext.commands.export import _replace_dir
+    from slimext.fileio import replace_dir
 
     target = tmp_path / "export"
     target.mkdir()
     (target / "model.pdmodel").write_text("previous export")
     try:
-        _replace_dir(str(tmp_path / "does_not_exist"), str(target))
+        replace_dir(str(tmp_path / "does_not_exist"), str(target))
     except OSError:
         pass
     assert (target / "model.pdmodel").read_text() == "previous export"

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import DEMO_CONFIG, REPO_ROOT, run_tool, run_tool_ok
 from quant_models import MixedJoins, ResidualNet, example_input, train_steps
-from slimext.analysis.monitor import JoinErrorMonitor, MonitorConfigError
+from slimext.analysis.monitor import JoinErrorMonitor, MonitorConfigError, monitor_from_config
 from slimext.quant import ResidualQAT
 from slimext.quant.quantizers import layer_quantizers
 
@@ -26,7 +26,7 @@ def quantized(model_class, monitor=None, rules=None):
     """A freshly initialised (seed 0) model under ResidualQAT with the given monitor."""
     paddle.seed(0)
     model = model_class()
-    qat = ResidualQAT(monitor=monitor, rules=rules)
+    qat = ResidualQAT(monitor=monitor_from_config(monitor), rules=rules)
     model = qat(model, example_inputs=[example_input()])
     if qat.monitor is not None:
         MONITORS.append(qat.monitor)
@@ -119,7 +119,7 @@ def test_disabled_monitor_attaches_nothing():
                         for n, q in layer_quantizers(reference).items() if n.endswith("/input")}
     for setting in (None, False):
         qat, model = quantized(ResidualNet, setting)
-        assert qat.monitor is None and qat.handler.monitor is None
+        assert qat.monitor is None and qat.handler.observers == []
         # The monitor's hooks are one pre and one post hook on the model, one post hook on
         # each conv/linear input quantizer; without it all of them are absent.
         assert len(model._forward_pre_hooks) == len(reference._forward_pre_hooks) - 1
@@ -135,7 +135,7 @@ def test_detach_removes_the_hooks_and_keeps_the_samples(tmp_path):
     train_forward(model)
     qat.monitor.detach()
     train_forward(model)
-    assert qat.handler.monitor is None
+    assert qat.handler.observers == []
     assert len(model._forward_pre_hooks) == hooks_before - 1
     assert {s.step for s in qat.monitor.samples} == {1}
 
@@ -234,15 +234,17 @@ def test_missing_visualdl_is_said_once(tmp_path, monitor_log, monkeypatch):
 ])
 def test_bad_settings_fail_before_any_model_work(setting, words):
     with pytest.raises(MonitorConfigError) as error:
-        ResidualQAT(monitor=setting)
+        monitor_from_config(setting)
     for word in words:
         assert word in str(error.value)
 
 
 def test_true_means_defaults_and_python_api_matches_yaml_keys():
-    assert ResidualQAT(monitor=True).monitor.config.every_n_steps == 20
+    assert monitor_from_config(True).config.every_n_steps == 20
     monitor = JoinErrorMonitor(every_n_steps=5, threshold_db=25.0)
     assert ResidualQAT(monitor=monitor).monitor is monitor
+    with pytest.raises(TypeError, match="monitor_from_config"):
+        ResidualQAT(monitor={"every_n_steps": 5})  # the core takes an observer, not settings
     with pytest.raises(MonitorConfigError):
         JoinErrorMonitor(every_n_steps=-1)
 

@@ -19,6 +19,7 @@ import paddle
 from ppdet.utils.logger import setup_logger
 
 from slimext.quant import interception
+from slimext.quant.apply import QuantizerObserver
 from slimext.quant.ranks import is_main_rank, sum_across_ranks, world_size
 
 logger = setup_logger(__name__)
@@ -105,8 +106,12 @@ class ErrorSample:
     rel_mse: float
 
 
-class JoinErrorMonitor:
-    """Samples the error of a ResidualQAT model's quantizers; see the module docstring."""
+class JoinErrorMonitor(QuantizerObserver):
+    """Samples the error of a ResidualQAT model's quantizers; see the module docstring.
+
+    It observes the join quantizers through the handler's observer interface
+    (`handler.add_observer`) and the layer quantizers through forward hooks.
+    """
 
     def __init__(self, every_n_steps=20, threshold_db=20.0, layers=False, output_dir=None,
                  vdl_log_dir=None, recent_samples=5, log_worst=3):
@@ -138,11 +143,11 @@ class JoinErrorMonitor:
         if handler is None:
             raise ValueError("attach the monitor after quantizing: model = qat(model, ...) "
                              "first, then monitor.attach(model, qat)")
-        if handler.monitor is not None and handler.monitor is not self:
+        if any(isinstance(o, JoinErrorMonitor) and o is not self for o in handler.observers):
             raise ValueError("this model already has a join error monitor; detach() it first")
         if self._handler is not None:
             raise ValueError("this monitor is already attached; use one monitor per model")
-        handler.monitor = self
+        handler.add_observer(self)
         self._handler = handler
         self.kinds.update({name: "join" for name in handler.plan.quantizers})
         self._hooks = [model.register_forward_pre_hook(self._start_step),
@@ -160,8 +165,8 @@ class JoinErrorMonitor:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
-        if self._handler is not None and self._handler.monitor is self:
-            self._handler.monitor = None
+        if self._handler is not None:
+            self._handler.remove_observer(self)
         self._handler = None
         atexit.unregister(self._finalize_at_exit)
 

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from collections import OrderedDict
 
+from slimext.fileio import atomic_path, atomic_write_text
+
 REPORT_FILES = {"csv": "join_errors.csv", "json": "join_errors.json", "png": "join_sqnr.png"}
 PLOT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor_plot.py")
 
@@ -72,43 +74,21 @@ def json_text(summary, config):
     return json.dumps(report, indent=2) + "\n"
 
 
-def _staging_path(path):
-    folder, name = os.path.split(path)
-    return os.path.join(folder, ".{}.{}.tmp".format(name, os.getpid()))
-
-
-def _write_text(path, text):
-    """Write to a temporary file beside `path`, then rename it into place (atomic)."""
-    staging = _staging_path(path)
-    try:
-        with open(staging, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.remove(staging)
-
-
 def _draw_png(csv_path, json_path, png_path):
     """Plot in a fresh process without paddle (see monitor_plot.py for why)."""
-    staging = _staging_path(png_path)
-    try:
+    with atomic_path(png_path, suffix=".png") as staging:
         result = subprocess.run([sys.executable, "-I", PLOT_SCRIPT, csv_path, json_path, staging],
                                 capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError("drawing {} failed: {}".format(
                 png_path, result.stderr.strip().splitlines()[-1:] or result.returncode))
-        os.replace(staging, png_path)
-    finally:
-        if os.path.exists(staging):
-            os.remove(staging)
 
 
 def write_report(output_dir, samples, summary, config):
     """Write the CSV, JSON and PNG into output_dir; return {"csv"|"json"|"png": path}."""
     os.makedirs(output_dir, exist_ok=True)
     paths = {key: os.path.join(output_dir, name) for key, name in REPORT_FILES.items()}
-    _write_text(paths["csv"], csv_text(samples))
-    _write_text(paths["json"], json_text(summary, config))
+    atomic_write_text(paths["csv"], csv_text(samples))
+    atomic_write_text(paths["json"], json_text(summary, config))
     _draw_png(paths["csv"], paths["json"], paths["png"])
     return paths

@@ -7,6 +7,8 @@ import json
 import math
 import os
 
+from slimext.fileio import atomic_path, atomic_write_text
+
 MODE_MEANING = {"alone": "only this unit quantized, the rest float",
                 "float_alone": "only this unit float, the rest quantized"}
 
@@ -121,24 +123,12 @@ def _save_small_png(fig, path):
 
 def write_atomically(path, write):
     """Call write(tmp_path) for a temporary file beside `path`, then rename it to `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".{}.{}.tmp".format(os.path.basename(path), os.getpid()))
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def write_text(path, text):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text if text.endswith("\n") else text + "\n")
-
-    write_atomically(path, write)
+    atomic_write_text(path, text if text.endswith("\n") else text + "\n")
 
 
 def write_json(path, data):

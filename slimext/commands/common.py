@@ -4,31 +4,14 @@ Bad input raises `UserError` with the fix in its message; `run_command` turns it
 `Error: ...` line and exit status 2 instead of a traceback.
 """
 import difflib
-import functools
 import os
 import sys
 
+from slimext.commands.errors import UserError, run_command  # noqa: F401 (used by every command)
+from slimext.commands.slim_config import read_slim_config
 from slimext.runtime import prepare_paddle_environment
 
 prepare_paddle_environment()
-
-
-class UserError(Exception):
-    """An input problem the user can fix; the message says how."""
-
-
-def run_command(main):
-    """Decorate a command's main(argv) so input errors end in one line and exit code 2."""
-
-    @functools.wraps(main)
-    def wrapper(argv=None):
-        try:
-            return main(argv)
-        except UserError as error:
-            print("Error: {}".format(error), file=sys.stderr)
-            sys.exit(2)
-
-    return wrapper
 
 
 def make_parser(description):
@@ -114,11 +97,11 @@ def load_detection_config(flags, mode):
                         .format(flags.config, error))
     unknown = {k: v for k, v in flags.opt.items() if k not in TOOL_KEYS}
     if slim_config:
-        from ppdet.core.workspace import _load_config_with_base
-
+        slim = read_slim_config(slim_config)
         known = dict(cfg)
-        known.update(_load_config_with_base(slim_config))
+        known.update(slim.data)
         check_override_keys(known, unknown)
+        slim.check_settings(flags.opt)
     else:
         check_override_keys(cfg, unknown)
     merge_config(flags.opt)
@@ -159,6 +142,25 @@ def check_dataset(cfg, mode):
     if anno and not os.path.isfile(os.path.join(root, anno)):
         raise UserError("annotation file {!r} not found under {!r} ({}.anno_path)".format(
             anno, root, section))
+
+
+def metric_capture():
+    """A ppdet callback class that keeps the metric results: evaluate() resets them right
+    after computing them."""
+    from ppdet.engine.callbacks import Callback
+
+    class MetricCapture(Callback):
+        def __init__(self, trainer):
+            super().__init__(trainer)
+            self.results = {}
+
+        def on_epoch_end(self, status):
+            if status.get("mode") == "eval":
+                for metric in self.model._metrics:
+                    for key, stats in (metric.get_results() or {}).items():
+                        self.results[key] = [float(x) for x in stats]  # numpy -> plain
+
+    return MetricCapture
 
 
 def weights_path(weights, what="weights"):

@@ -1,6 +1,7 @@
 """Evaluate a trained detector on its EvalDataset with ppdet's Trainer (COCO/VOC metric)."""
 from slimext.commands.common import (UserError, load_detection_config, make_parser,
-                                     parse_flags, run_command, weights_path)
+                                     metric_capture, parse_flags, run_command, weights_path)
+from slimext.commands.slim_config import read_slim_config
 
 
 def build_parser():
@@ -17,24 +18,6 @@ def build_parser():
     return parser
 
 
-def _metric_capture():
-    """A ppdet callback that keeps the metric results: evaluate() resets them right after."""
-    from ppdet.engine.callbacks import Callback
-
-    class MetricCapture(Callback):
-        def __init__(self, trainer):
-            super().__init__(trainer)
-            self.results = {}
-
-        def on_epoch_end(self, status):
-            if status.get("mode") == "eval":
-                for metric in self.model._metrics:
-                    for key, stats in (metric.get_results() or {}).items():
-                        self.results[key] = [float(x) for x in stats]  # numpy -> plain
-
-    return MetricCapture
-
-
 def evaluate_detector(cfg, slim_config=None):
     """Run cfg.weights over the EvalDataset; return the metric results (e.g. {'bbox': [...]}).
 
@@ -45,10 +28,13 @@ def evaluate_detector(cfg, slim_config=None):
 
     cfg.weights = weights_path(cfg.get("weights"))
     if slim_config:
+        from slimext.slim.residual_qat import SKIP_BUILD_COVERAGE
+
+        cfg[SKIP_BUILD_COVERAGE] = True  # evaluation needs no join coverage report
         # The slim model is built (and its weights loaded) here, as in ppdet's own eval.
         cfg = build_slim_model(cfg, slim_config, mode="eval")
     trainer = Trainer(cfg, mode="eval")
-    capture = _metric_capture()(trainer)
+    capture = metric_capture()(trainer)
     trainer.register_callbacks([capture])
     trainer.load_weights(cfg.weights)
     trainer.evaluate()
@@ -73,11 +59,10 @@ def run(argv):
     """The command without its error handling; returns the metric results (or None)."""
     from ppdet.utils.cli import merge_args
 
-    from slimext.commands.post_quant import refuse_uncalibrated_use
-
     flags = parse_flags(build_parser(), argv)
     cfg = load_detection_config(flags, mode="eval")
-    refuse_uncalibrated_use(flags.slim_config, "tools/eval.py")
+    if flags.slim_config:
+        read_slim_config(flags.slim_config).refuse_uncalibrated_use("tools/eval.py")
     merge_args(cfg, flags, exclude_args=["config", "opt", "slim_config", "json_eval"])
     if flags.json_eval:
         score_saved_predictions(cfg, flags.output_eval)

@@ -1,10 +1,10 @@
 """Export a trained detector for Paddle Inference (model.pdmodel/.pdiparams + infer_cfg.yml)."""
 import os
-import shutil
-import tempfile
 
 from slimext.commands.common import (UserError, load_detection_config, make_parser, parse_flags,
                                      run_command, weights_path)
+from slimext.commands.slim_config import read_slim_config
+from slimext.fileio import replace_dir, staging_dir
 
 
 def build_parser():
@@ -31,46 +31,27 @@ def export_detector(cfg, output_dir, slim_config=None):
         raise UserError(export_ir_problem())
     cfg.weights = weights_path(cfg.get("weights"))
     if slim_config:
+        from slimext.slim.residual_qat import SKIP_BUILD_COVERAGE
+
+        cfg[SKIP_BUILD_COVERAGE] = True  # the export validator checks the traced program
         cfg = build_slim_model(cfg, slim_config, mode="test")
     trainer = Trainer(cfg, mode="test")
     trainer.load_weights(cfg.weights)
 
     model_name = os.path.splitext(os.path.basename(cfg.filename))[0]
     target = os.path.join(output_dir, model_name)
-    os.makedirs(output_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=output_dir)
-    try:
+    with staging_dir(output_dir, prefix=".export-") as staging:
         trainer.export(staging)  # writes staging/<model_name>/
-        _replace_dir(os.path.join(staging, model_name), target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        replace_dir(os.path.join(staging, model_name), target)
     return target
-
-
-def _replace_dir(new, target):
-    """Put folder `new` at `target`; the old target is removed only after the move."""
-    old = None
-    if os.path.exists(target):
-        old = tempfile.mkdtemp(prefix=".old-", dir=os.path.dirname(target))
-        os.rmdir(old)
-        os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        if old:
-            os.replace(old, target)
-        raise
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def run(argv):
     """The command without its error handling; returns the export folder."""
-    from slimext.commands.post_quant import refuse_uncalibrated_use
-
     flags = parse_flags(build_parser(), argv)
     cfg = load_detection_config(flags, mode="test")
-    refuse_uncalibrated_use(flags.slim_config, "tools/export_model.py")
+    if flags.slim_config:
+        read_slim_config(flags.slim_config).refuse_uncalibrated_use("tools/export_model.py")
     return export_detector(cfg, flags.output_dir, flags.slim_config)
 
 

@@ -10,15 +10,13 @@ config). --eval also scores the calibrated fake-quant
 model on the EvalDataset (the PTQ accuracy, without Paddle Inference).
 """
 import os
-import shutil
-import tempfile
 
 from slimext.commands.common import (UserError, load_detection_config, make_parser,
-                                     parse_flags, run_command, weights_path)
-from slimext.commands.eval import _metric_capture
-from slimext.commands.export import _replace_dir
+                                     metric_capture, parse_flags, run_command, weights_path)
+from slimext.commands.slim_config import PTQ_METHOD, read_slim_config
+from slimext.fileio import replace_dir, staging_dir
 
-SLIM_NAME = "ResidualPTQ"
+SLIM_NAME = PTQ_METHOD
 
 
 def build_parser():
@@ -36,41 +34,17 @@ def build_parser():
 
 def check_slim_config(slim_config, overrides):
     """The slim YAML asks for ResidualPTQ with settings it accepts; return the YAML dict."""
-    from ppdet.core.workspace import _load_config_with_base
-
-    from slimext.quant.calibration import CalibrationError, check_options
-    from slimext.quant.ptq import DEFAULT_QUANT_CONFIG, check_quant_config
-    from slimext.quant.rules import RuleError, parse_rules
-
     if not slim_config:
         raise UserError("no slim config given: pass --slim_config "
                         "configs/slim/residual_ptq/picodet_demo_residual_ptq.yml")
-    data = _load_config_with_base(slim_config)
-    if data.get("slim") != SLIM_NAME:
+    slim = read_slim_config(slim_config)
+    if slim.method != SLIM_NAME:
         raise UserError("{} says slim: {}; tools/post_quant.py calibrates slim: {} "
                         "(see configs/slim/residual_ptq/)".format(
-                            slim_config, data.get("slim"), SLIM_NAME))
-    section = dict(data.get(SLIM_NAME) or {}, **(overrides.get(SLIM_NAME) or {}))
-    try:
-        check_options(section.get("algo", "KL"), section.get("algo_config"))
-        check_quant_config(dict(DEFAULT_QUANT_CONFIG, **(section.get("quant_config") or {})))
-        parse_rules(section.get("rules"))
-    except (CalibrationError, RuleError) as error:
-        raise UserError("{} (in {} of {})".format(error, SLIM_NAME, slim_config))
-    check_batch_num(overrides.get("quant_batch_num", data.get("quant_batch_num", 10)))
-    return data
-
-
-def refuse_uncalibrated_use(slim_config, tool):
-    """Training, evaluating or exporting with a ResidualPTQ config in the other tools would
-    skip calibration and quietly give the float model: point to tools/post_quant.py."""
-    from ppdet.core.workspace import _load_config_with_base
-
-    if slim_config and _load_config_with_base(slim_config).get("slim") == SLIM_NAME:
-        raise UserError("{} is post-training quantization, which {} does not calibrate: run "
-                        "tools/post_quant.py -c <config> --slim_config {} -o weights=<float "
-                        "weights> (add --eval for its metric)".format(slim_config, tool,
-                                                                     slim_config))
+                            slim_config, slim.method, SLIM_NAME))
+    slim.check_settings(overrides)
+    check_batch_num(overrides.get("quant_batch_num", slim.data.get("quant_batch_num", 10)))
+    return slim.data
 
 
 def check_batch_num(value):
@@ -89,6 +63,7 @@ def build_ptq_trainer(cfg, slim_config, opt):
 
     from slimext.quant.calibration import CalibrationError
     from slimext.quant.rules import RuleError
+    from slimext.quant.settings import QuantConfigError
 
     load_config(slim_config)
     merge_config(opt)
@@ -96,7 +71,7 @@ def build_ptq_trainer(cfg, slim_config, opt):
         slim = create(cfg.slim)
         cfg["slim_type"] = cfg.slim
         cfg["model"] = slim(create(cfg.architecture))
-    except (CalibrationError, RuleError) as error:
+    except (CalibrationError, RuleError, QuantConfigError) as error:
         raise UserError("{} (in {} of {})".format(error, SLIM_NAME, slim_config))
     cfg["slim"] = slim
     return Trainer(cfg, mode="eval")
@@ -107,7 +82,7 @@ def evaluate_calibrated(trainer):
     # ppdet's eval loader is its own iterator and post_quant's loop left it mid-way:
     # without a rewind the evaluation would skip the calibration images.
     trainer.loader.loader = iter(trainer.loader.dataloader)
-    capture = _metric_capture()(trainer)
+    capture = metric_capture()(trainer)
     trainer.register_callbacks([capture])
     trainer.evaluate()
     return capture.results
@@ -133,15 +108,15 @@ def post_quantize(cfg, slim_config, opt, output_dir, evaluate=False, quiet=False
 
     model_name = os.path.splitext(os.path.basename(cfg.filename))[0]
     target = os.path.join(output_dir, model_name)
-    os.makedirs(output_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".post_quant-", dir=output_dir)
-    try:
-        with CalibrationProgress(trainer.model, console, batches):
-            trainer.post_quant(staging)  # calibrates, then writes staging/<model_name>/
+    with staging_dir(output_dir, prefix=".post_quant-") as staging:
+        try:
+            with CalibrationProgress(trainer.model, console, batches):
+                trainer.post_quant(staging)  # calibrates, then writes staging/<model_name>/
+        except BaseException:
+            cfg["slim"].abort_calibration()  # no quantizer stays bypassed
+            raise
         metrics = evaluate_calibrated(trainer) if evaluate else None
-        _replace_dir(os.path.join(staging, model_name), target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        replace_dir(os.path.join(staging, model_name), target)
     return target, metrics
 
 

@@ -3,11 +3,9 @@
     tools/quant_plan.py -c configs/picodet/picodet_s_320_coco_lcnet.yml \
         --slim_config configs/slim/residual_qat/picodet_s_320_residual_qat.yml [--json plan.json]
 """
-import json
-import os
-
 from slimext.commands.common import (UserError, load_detection_config, make_parser,
                                      parse_flags, run_command)
+from slimext.fileio import atomic_write_json
 
 
 def build_parser():
@@ -42,11 +40,7 @@ def run(argv):
     cfg = load_detection_config(flags, mode="test")
     plan = plan_for(cfg, flags.slim_config)
     if flags.json:
-        tmp = flags.json + ".tmp"
-        os.makedirs(os.path.dirname(os.path.abspath(flags.json)), exist_ok=True)
-        with open(tmp, "w") as f:
-            json.dump(plan.to_dict(), f, indent=2)
-        os.replace(tmp, flags.json)
+        atomic_write_json(flags.json, plan.to_dict())
     return plan
 
 

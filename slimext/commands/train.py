@@ -2,6 +2,7 @@
 from slimext.commands.common import (UserError, load_detection_config, make_parser,
                                      parse_flags, run_command, weights_path)
 from slimext.commands.pretrain_check import checked_pretrain_loading
+from slimext.commands.slim_config import read_slim_config
 
 
 def build_parser():
@@ -64,31 +65,18 @@ def prepare_on_all_ranks(flags, cfg):
     return trainer
 
 
-def check_monitor_setting(slim_config):
-    """A bad `ResidualQAT.monitor` block fails before any model is built."""
-    from ppdet.core.workspace import _load_config_with_base
-
-    from slimext.analysis.monitor import MonitorConfigError, monitor_from_config
-
-    section = _load_config_with_base(slim_config).get("ResidualQAT") or {}
-    try:
-        monitor_from_config(section.get("monitor"))
-    except MonitorConfigError as error:
-        raise UserError("{} (in ResidualQAT of {})".format(error, slim_config))
-
-
 @run_command
 def main(argv=None):
     from ppdet.utils.cli import merge_args
 
     from slimext.commands.engine_progress import install_trainer_progress
-    from slimext.commands.post_quant import refuse_uncalibrated_use
     from slimext.quant.ranks import start_data_parallel
 
     flags = parse_flags(build_parser(), argv)
     start_data_parallel()  # the launcher's process group; a no-op in one process
-    cfg = load_detection_config(flags, mode="train")
-    refuse_uncalibrated_use(flags.slim_config, "tools/train.py")
+    cfg = load_detection_config(flags, mode="train")  # also checks the slim settings
+    if flags.slim_config:
+        read_slim_config(flags.slim_config).refuse_uncalibrated_use("tools/train.py")
     merge_args(cfg, flags, exclude_args=["config", "opt", "slim_config", "output_dir", "seed",
                                          "quiet"])
     if flags.output_dir:
@@ -97,8 +85,6 @@ def main(argv=None):
         from slimext.commands.common import check_dataset
 
         check_dataset(cfg, "eval")
-    if flags.slim_config:
-        check_monitor_setting(flags.slim_config)
     trainer = prepare_on_all_ranks(flags, cfg)
     install_trainer_progress(trainer, flags.quiet)
     trainer.train(flags.eval)

@@ -1,8 +1,8 @@
 """WeightMatchReport: counts by part, classified differences, diagnosis and verdict."""
-import json
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
+from slimext.fileio import atomic_write_json, atomic_write_text
 from slimext.matcher.classify import EXPECTED_REASONS, SUSPICIOUS
 from slimext.matcher.keys import block_of, is_quantizer_state, module_of
 
@@ -191,8 +191,7 @@ class WeightMatchReport:
         }
 
     def write_json(self, path):
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
+        atomic_write_json(path, self.to_dict(), indent=1)
 
     def detail_lines(self):
         """Every key's outcome, one per line: what ppdet used to log, in a file."""
@@ -203,8 +202,7 @@ class WeightMatchReport:
         return lines
 
     def write_details(self, path):
-        with open(path, "w") as f:
-            f.write("\n".join(self.detail_lines()) + "\n")
+        atomic_write_text(path, "\n".join(self.detail_lines()) + "\n")
 
 
 def _difference_text(d):

@@ -12,6 +12,7 @@ import paddle
 from paddle.nn.quant.quant_layers import FakeQuantMovingAverageAbsMax
 
 from slimext.quant import interception
+from slimext.quant.coverage import value_key
 from slimext.quant.interception import FrameStack
 
 QUANTIZERS_ATTR = "slimext_join_quantizers"
@@ -26,46 +27,64 @@ class JoinSignatureError(RuntimeError):
     """The model ran a different op at a planned site than it did during discovery."""
 
 
+class QuantizerObserver:
+    """What an observer of the join quantizers implements (e.g. an error monitor).
+
+    `observe` gets every call of a join quantizer: its name in the plan, the float input
+    and the fake-quant output. It runs inside the forward; interception is suspended for
+    it, so its own arithmetic is never taken for a join.
+    """
+
+    def observe(self, name, x, q):
+        raise NotImplementedError
+
+
 class JoinQuantizerHandler:
+    """Calls the plan's quantizers at the planned join sites while its model runs.
+
+    Active only inside a call of its model (or inside `forced()`): see
+    slimext.quant.interception for why that is exception-safe and per context.
+    """
+
     def __init__(self, model, plan, quantizers, moving_rate=0.9):
         self.plan = plan
         self.quantizers = quantizers
         self.sites = {p.site: p for p in plan.active_joins()}
-        self.stack = FrameStack(model)
-        self.monitor = None
-        self._forced = False
-        self._root_hooks = [model.register_forward_pre_hook(self._activate),
-                            model.register_forward_post_hook(self._deactivate)]
+        self.observers = []
+        self.seen_outputs = None  # names of traced join outputs, while `recording_outputs`
+        self._model = model
+        self.stack = FrameStack(model, self)
+        interception.bind_root(model, self)
 
-    def _activate(self, _layer, _inputs):
-        if self in interception._HANDLERS:
-            interception._HANDLERS.remove(self)
-        interception.install()
-        interception._HANDLERS.append(self)
-        return None
+    def add_observer(self, observer):
+        if observer not in self.observers:
+            self.observers.append(observer)
 
-    def _deactivate(self, _layer, _inputs, _outputs):
-        if self in interception._HANDLERS and not self._forced:
-            interception._HANDLERS.remove(self)
-        return None
+    def remove_observer(self, observer):
+        if observer in self.observers:
+            self.observers.remove(observer)
 
     @contextmanager
     def forced(self):
         """Active without the model's own call (to_static traces `forward` directly)."""
-        self._forced = True
-        self.stack.frames.clear()
+        with interception.handling(self):
+            yield self
+
+    @contextmanager
+    def recording_outputs(self):
+        """Collect the names of the join outputs traced inside the block (static mode):
+        the coverage check tells them from joins interception never saw."""
+        self.seen_outputs = set()
         try:
-            with interception.handling(self):
-                yield self
+            yield self.seen_outputs
         finally:
-            self._forced = False
-            self.stack.frames.clear()
+            self.seen_outputs = None
 
     def on_join(self, kind, operands, compute):
         site = self.stack.top().next_site(kind)
         placement = self.sites.get(site)
         if placement is None:
-            return compute(operands)
+            return self._record(compute(operands))
         signature = (kind, tuple(len(op.shape) if hasattr(op, "shape") else 0 for op in operands))
         if signature != placement.signature:
             raise JoinSignatureError(
@@ -76,23 +95,32 @@ class JoinQuantizerHandler:
         quantized = list(operands)
         for index, name in placement.inputs.items():
             quantized[index] = self._quantize(name, operands[index])
-        result = compute(quantized)
+        result = self._record(compute(quantized))
         if placement.output is not None:
             result = self._quantize(placement.output, result)
         return result
 
+    def on_unquantizable_join(self, kind, form, operands):
+        """In-place joins stay as written; discovery has reported them."""
+        if self.seen_outputs is not None and operands:
+            self.seen_outputs.add(value_key(operands[0]))
+
+    def _record(self, result):
+        if self.seen_outputs is not None:
+            self.seen_outputs.add(value_key(result))
+        return result
+
     def _quantize(self, name, tensor):
         out = self.quantizers[quantizer_key(name)](tensor)
-        if self.monitor is not None:
-            self.monitor.observe(name, tensor, out)
+        if self.observers:
+            with interception.suspended():
+                for observer in self.observers:
+                    observer.observe(name, tensor, out)
         return out
 
     def remove(self):
-        for handle in self._root_hooks:
-            handle.remove()
+        interception.unbind_root(self._model, self)
         self.stack.remove()
-        if self in interception._HANDLERS:
-            interception._HANDLERS.remove(self)
 
 
 class JoinFakeQuant(FakeQuantMovingAverageAbsMax):

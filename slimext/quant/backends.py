@@ -34,8 +34,9 @@ class BackendProfile:
     executable_bits: Tuple[int, ...]
 
     def rule_for(self, kind):
-        # A subtraction is placed like an addition: same fused kernels, same scale needs.
-        return self.concat if kind == "concat" else self.add
+        # A subtraction (or an n-way add) is placed like an addition: same fused kernels,
+        # same scale needs; a stack is a concat along a new axis.
+        return self.concat if kind in ("concat", "stack") else self.add
 
 
 # Every input and the output on one scale: a concat that needs no requantization.

@@ -5,21 +5,17 @@ backend cannot execute (that region stays float, with a warning) -> convert fake
 ops to quantize_linear/dequantize_linear with INT8 weight storage -> validate -> write to
 a temporary name and rename into place, so an existing export survives any failure.
 """
-import json
 import logging
 import os
-import shutil
-import tempfile
 
 import paddle
 
+from slimext.fileio import atomic_write_json, move_into_place, staging_dir
 from slimext.quant.apply import quantizer_key
 from slimext.quant.backends import get_backend
-from slimext.quant.validate import FAKE_QDQ_TYPES, validate_program
+from slimext.quant.validate import FAKE_QDQ_TYPES, SIDECAR, validate_program
 
 logger = logging.getLogger("slimext.export")
-
-SIDECAR = "quant_plan.json"
 
 
 def _drop_fake_quant(program, fetch_targets, keep_bits):
@@ -128,8 +124,11 @@ def _remove_act_preprocess(model):
     return removed
 
 
-def export_quantized_model(model, path, input_spec, plan, handler):
-    """Write `path`.pdmodel/.pdiparams (+ quant_plan.json beside them); returns a report."""
+def export_quantized_model(model, path, input_spec, plan, handler, strict=False):
+    """Write `path`.pdmodel/.pdiparams (+ quant_plan.json beside them); returns a report.
+
+    strict: a join of activations without quantizer refuses the export (else a warning).
+    """
     from slimext.compat.environment import export_ir_problem
 
     problem = export_ir_problem()
@@ -138,30 +137,30 @@ def export_quantized_model(model, path, input_spec, plan, handler):
     backend = get_backend(plan.backend)
     out_dir = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
-    os.makedirs(out_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=out_dir)
     was_training = model.training
     model.eval()
     preprocess = _remove_act_preprocess(model)
     try:
-        _unwrap_static_forward(model)
-        with handler.forced():
-            static_model = paddle.jit.to_static(model, input_spec=input_spec, full_graph=True)
-            paddle.jit.save(static_model, os.path.join(staging, "traced"), input_spec=input_spec)
-        report = _convert_and_validate(staging, base, plan, handler, backend)
-        for name in (base + ".pdmodel", base + ".pdiparams", SIDECAR):
-            os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
+        with staging_dir(out_dir, prefix=".export-") as staging:
+            _unwrap_static_forward(model)
+            with handler.forced(), handler.recording_outputs() as join_outputs:
+                static_model = paddle.jit.to_static(model, input_spec=input_spec,
+                                                    full_graph=True)
+                paddle.jit.save(static_model, os.path.join(staging, "traced"),
+                                input_spec=input_spec)
+            report = _convert_and_validate(staging, base, plan, handler, backend,
+                                           sorted(join_outputs), strict)
+            move_into_place(staging, (base + ".pdmodel", base + ".pdiparams", SIDECAR), out_dir)
     finally:
         for layer, pre in preprocess:
             layer._act_preprocess = pre
         _unwrap_static_forward(model)
-        shutil.rmtree(staging, ignore_errors=True)
         if was_training:
             model.train()
     return report
 
 
-def _convert_and_validate(staging, base, plan, handler, backend):
+def _convert_and_validate(staging, base, plan, handler, backend, join_outputs, strict):
     place = paddle.CPUPlace()
     scope = paddle.static.Scope()
     paddle.enable_static()
@@ -177,7 +176,8 @@ def _convert_and_validate(staging, base, plan, handler, backend):
             program = _to_qdq(program, scope, place)
             constants = _store_constant_weights_as_int8(program, scope, place)
             scale_vars = _scale_vars(plan, handler)
-            report = validate_program(program, scope, plan, scale_vars, backend)
+            report = validate_program(program, scope, plan, scale_vars, backend,
+                                      join_outputs=join_outputs, strict=strict)
             report["float_regions"] = [{"scale": s, "bits": b} for s, b in dropped]
             report["int8_constants"] = constants
             paddle.static.save_inference_model(
@@ -185,9 +185,9 @@ def _convert_and_validate(staging, base, plan, handler, backend):
                 [program.global_block().var(n) for n in feeds], fetches, exe,
                 program=program, clip_extra=True)
         sidecar = {"backend": backend.name, "scale_vars": scale_vars,
-                   "plan": plan.to_dict(), "report": report}
-        with open(os.path.join(staging, SIDECAR), "w") as f:
-            json.dump(sidecar, f, indent=1, default=str)
+                   "plan": plan.to_dict(), "report": report,
+                   "join_outputs": join_outputs, "strict": strict}
+        atomic_write_json(os.path.join(staging, SIDECAR), sidecar, indent=1, default=str)
     finally:
         paddle.disable_static()
     return report

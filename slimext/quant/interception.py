@@ -1,58 +1,117 @@
-"""Route tensor joins written inside `forward` (x + y, paddle.add, paddle.concat) to a handler.
+"""Route tensor joins written inside `forward` (x + y, paddle.add, concat, ...) to a handler.
 
 PaddleSlim only sees `nn.Layer`s; a join written as an operator never passes through one.
-We patch the few Paddle entry points that create joins, once per process. With no active
-handler the patched functions call the originals directly, so un-quantized models pay one
-list check per op. The same entry points are used by dygraph and by `to_static` tracing
-(static `Variable` operators), so quantizers applied here also end up in exported programs.
+We patch the Paddle entry points that create joins (`PATCH_POINTS`), once per process.
+With no active handler the patched functions call the originals directly, so un-quantized
+models pay one context-variable read per op. Dygraph and `to_static` tracing (static
+`Variable` operators) use the same entry points, so quantizers applied here also end up
+in exported programs.
 
-A handler learns *where* an op happens from a frame stack kept by forward hooks on every
-sublayer of its model: a join is named by the innermost running layer, the op kind and
-its ordinal within that layer's call (`neck:add#0`).
+Which handler is active lives in a `contextvars.ContextVar`: each thread (and each asyncio
+context) has its own, and it is set only for the duration of a `with handling(...)` block.
+A quantized model's own call is such a block (`bind_root`, through the patched
+`Layer.__call__`), so the handler is off again after every forward, raised or not, and a
+model running in another thread never sees it.
+
+A handler learns *where* an op happens from the frames of its activation, pushed by forward
+hooks on every sublayer of its model: a join is named by the innermost running layer, the
+op kind and its ordinal within that layer's call (`neck:add#0`).
 """
+import contextvars
+import functools
+import threading
+from collections import namedtuple
 from contextlib import contextmanager
 
 import paddle
 
-_HANDLERS = []
+# The handler stack of the running context; () when nothing is intercepted.
+_ACTIVE = contextvars.ContextVar("slimext_join_handlers", default=())
 _ORIGINALS = {}
+_INSTALL_LOCK = threading.Lock()  # two threads quantizing at once patch Paddle once
+_installed = False
+# Attribute (in a layer's __dict__) naming the handler its calls activate.
+ROOT_HANDLER_ATTR = "_slimext_join_handler"
 
-# (owner object, attribute, kind, operand order) for the Tensor/Variable operator methods.
-_OPERATORS = (("__add__", "add", False), ("__radd__", "add", True),
-              ("__sub__", "subtract", False), ("__rsub__", "subtract", True))
-_FUNCTIONS = (("add", "add"), ("subtract", "subtract"), ("concat", "concat"))
+PatchPoint = namedtuple("PatchPoint", "attribute kind form")
+# Every Paddle entry point that can join activations and what interception does with it.
+# form: "operator" (x + y), "reflected" (1 + x), "binary" (f(x, y)), "list" (f([a, b, ...])):
+# routed to the handler, which may quantize the operands and the result;
+# "inplace" (x.add_(y)): reported as a join that cannot be quantized (the result must be
+# written into x), never changed.
+PATCH_POINTS = (
+    PatchPoint("__add__", "add", "operator"),
+    PatchPoint("__radd__", "add", "reflected"),
+    PatchPoint("__sub__", "subtract", "operator"),
+    PatchPoint("__rsub__", "subtract", "reflected"),
+    PatchPoint("add", "add", "binary"),            # paddle.add, paddle.tensor.math.add, x.add(y)
+    PatchPoint("subtract", "subtract", "binary"),
+    PatchPoint("add_n", "add", "list"),            # an n-way add, placed like an add
+    PatchPoint("concat", "concat", "list"),
+    PatchPoint("stack", "stack", "list"),          # placed like a concat
+    PatchPoint("add_", "add", "inplace"),
+    PatchPoint("subtract_", "subtract", "inplace"),
+)
+# Where the functions above are bound: the tensor classes (dygraph Tensor, old-IR Variable,
+# PIR Value: methods) and Paddle's modules.
+_FUNCTION_OWNERS = ("paddle", "paddle.tensor", "paddle.tensor.math",
+                    "paddle.tensor.manipulation")
+# Spellings that bypass every patch point: ops Paddle exposes only through _C_ops or the
+# legacy layers API, and functions imported by name before the patch (`from paddle import
+# add`). The coverage check (slimext.quant.coverage) finds such joins in the traced program.
 
 
-def active_handler():
-    return _HANDLERS[-1] if _HANDLERS else None
+class Activation:
+    """One `handling` block: the handler and the frames of the layers running inside it."""
 
-
-class handling:
-    """Context manager: make `handler` receive the joins run inside the block."""
+    __slots__ = ("handler", "frames")
 
     def __init__(self, handler):
         self.handler = handler
+        self.frames = []
 
-    def __enter__(self):
-        install()
-        _HANDLERS.append(self.handler)
-        return self.handler
 
-    def __exit__(self, *exc):
-        _HANDLERS.remove(self.handler)
-        return False
+def _current():
+    stack = _ACTIVE.get()
+    return stack[-1] if stack else None
+
+
+def active_handler():
+    activation = _current()
+    return activation.handler if activation is not None else None
+
+
+@contextmanager
+def handling(handler):
+    """Make `handler` receive the joins run inside the block, in this context only."""
+    install()
+    token = _ACTIVE.set(_ACTIVE.get() + (Activation(handler),))
+    try:
+        yield handler
+    finally:
+        _ACTIVE.reset(token)
 
 
 @contextmanager
 def suspended():
     """Ops inside the block are not joins: for bookkeeping that runs within a forward
     (an error monitor's arithmetic must not shift the join ordinals or get quantized)."""
-    saved = list(_HANDLERS)
-    _HANDLERS.clear()
+    token = _ACTIVE.set(_ACTIVE.get() + (Activation(None),))
     try:
         yield
     finally:
-        _HANDLERS[:] = saved
+        _ACTIVE.reset(token)
+
+
+def bind_root(model, handler):
+    """Every call of `model` runs inside `handling(handler)`; `unbind_root` undoes it."""
+    install()
+    object.__setattr__(model, ROOT_HANDLER_ATTR, handler)
+
+
+def unbind_root(model, handler):
+    if model.__dict__.get(ROOT_HANDLER_ATTR) is handler:
+        object.__delattr__(model, ROOT_HANDLER_ATTR)
 
 
 def _operator_wrapper(original, kind, reflected):
@@ -71,75 +130,174 @@ def _operator_wrapper(original, kind, reflected):
     return paddle.jit.not_to_static(method)
 
 
-def _function_wrapper(original, kind):
-    if kind == "concat":
+def _binary_wrapper(original, kind):
+    def function(x, y, name=None):
+        handler = active_handler()
+        if handler is None:
+            return original(x, y, name=name)
+        return handler.on_join(kind, [x, y], lambda ops: original(ops[0], ops[1], name=name))
+
+    return function
+
+
+def _list_wrapper(original, kind, attribute):
+    if attribute == "add_n":
+        def function(inputs, name=None):
+            handler = active_handler()
+            if handler is None or not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
+                return original(inputs, name=name)
+            return handler.on_join(kind, list(inputs), lambda ops: original(ops, name=name))
+    else:
         def function(x, axis=0, name=None):
             handler = active_handler()
             if handler is None or not isinstance(x, (list, tuple)):
                 return original(x, axis=axis, name=name)
             return handler.on_join(kind, list(x), lambda ops: original(ops, axis=axis, name=name))
-    else:
-        def function(x, y, name=None):
-            handler = active_handler()
-            if handler is None:
-                return original(x, y, name=name)
-            return handler.on_join(kind, [x, y], lambda ops: original(ops[0], ops[1], name=name))
 
+    return function
+
+
+def _inplace_wrapper(original, kind, attribute):
+    def function(x, y, name=None):
+        handler = active_handler()
+        if handler is not None:
+            handler.on_unquantizable_join(kind, attribute, [x, y])
+        return original(x, y, name=name)
+
+    return function
+
+
+def _function_wrapper(original, point):
+    if point.form == "binary":
+        function = _binary_wrapper(original, point.kind)
+    elif point.form == "list":
+        function = _list_wrapper(original, point.kind, point.attribute)
+    else:
+        function = _inplace_wrapper(original, point.kind, point.attribute)
     function.__name__ = original.__name__
     function.__doc__ = original.__doc__
+    function.__wrapped__ = original
     return paddle.jit.not_to_static(function)
 
 
-def install():
-    """Patch the join entry points once per process (idempotent)."""
-    if _ORIGINALS:
-        return
+def _owners():
+    import importlib
+
     from paddle.static import Variable
 
-    for cls in (paddle.Tensor, Variable):
-        for attr, kind, reflected in _OPERATORS:
-            original = getattr(cls, attr)
-            _ORIGINALS[(cls, attr)] = original
-            setattr(cls, attr, _operator_wrapper(original, kind, reflected))
-    for attr, kind in _FUNCTIONS:
-        original = getattr(paddle, attr)
-        wrapped = _function_wrapper(original, kind)
-        for module in (paddle, paddle.tensor):
-            if getattr(module, attr, None) is original:
-                _ORIGINALS[(module, attr)] = original
-                setattr(module, attr, wrapped)
+    modules = [importlib.import_module(name) for name in _FUNCTION_OWNERS]
+    classes = [paddle.Tensor, Variable]
+    # Paddle 3 traces to_static into PIR, whose values have their own operator methods.
+    pir_value = getattr(getattr(paddle, "pir", None), "Value", None)
+    if isinstance(pir_value, type) and pir_value not in classes:
+        classes.append(pir_value)
+    return classes, modules
+
+
+def _root_aware_call(original_call):
+    def __call__(self, *inputs, **kwargs):
+        handler = self.__dict__.get(ROOT_HANDLER_ATTR)
+        if handler is None:
+            return original_call(self, *inputs, **kwargs)
+        with handling(handler):
+            return original_call(self, *inputs, **kwargs)
+
+    __call__.__wrapped__ = original_call
+    return __call__
+
+
+def install():
+    """Patch every entry point of PATCH_POINTS and `Layer.__call__`, once per process."""
+    global _installed
+    if _installed:
+        return
+    with _INSTALL_LOCK:
+        if not _installed:
+            _install()
+            _installed = True
+
+
+def _install():
+    classes, modules = _owners()
+    for point in PATCH_POINTS:
+        if point.form in ("operator", "reflected"):
+            for cls in classes:
+                original = getattr(cls, point.attribute)
+                _ORIGINALS[(cls, point.attribute)] = original
+                setattr(cls, point.attribute, _operator_wrapper(
+                    original, point.kind, point.form == "reflected"))
+            continue
+        # One wrapper per distinct original: the same function is bound under several names.
+        wrapped = {}
+        for owner in classes + modules:
+            original = owner.__dict__.get(point.attribute) if isinstance(owner, type) \
+                else getattr(owner, point.attribute, None)
+            if original is None or not callable(original):
+                continue
+            if id(original) not in wrapped:
+                wrapped[id(original)] = _function_wrapper(original, point)
+            _ORIGINALS[(owner, point.attribute)] = original
+            setattr(owner, point.attribute, wrapped[id(original)])
+    layer = paddle.nn.Layer
+    _ORIGINALS[(layer, "__call__")] = layer.__call__
+    layer.__call__ = _root_aware_call(layer.__call__)
+
+
+def patched_entry_points():
+    """['paddle.Tensor.__add__', 'paddle.add', ...]: every place interception replaced."""
+    install()
+    names = []
+    for owner, attribute in _ORIGINALS:
+        prefix = owner.__module__ + "." + owner.__name__ if isinstance(owner, type) \
+            else owner.__name__
+        names.append("{}.{}".format(prefix, attribute))
+    return names
 
 
 class FrameStack:
-    """Which layer's forward is running, kept by hooks on every sublayer of one model."""
+    """Which layer's forward is running, kept by hooks on every sublayer of one model.
 
-    def __init__(self, model):
-        self.frames = []
+    The frames belong to the current activation of `owner` (see `handling`), so two
+    contexts running the same model keep separate stacks and nothing outlives a forward.
+    """
+
+    def __init__(self, model, owner):
+        self.owner = owner
         self._hook_handles = []
+        # Hooks are partials of bound methods, not closures: a deep copy of the model
+        # (ppdet's SimpleModelEMA) then gets hooks bound to the copied stack and handler.
         for path, layer in [("", model)] + list(model.named_sublayers()):
-            self._hook_handles.append(layer.register_forward_pre_hook(self._pre_hook(path, layer)))
-            self._hook_handles.append(layer.register_forward_post_hook(self._post_hook))
+            self._hook_handles.append(layer.register_forward_pre_hook(
+                functools.partial(self._enter, path)))
+            self._hook_handles.append(layer.register_forward_post_hook(self._leave))
 
-    def _pre_hook(self, path, layer):
-        def hook(_layer, inputs):
-            if not path:  # a new model call: drop frames an exception may have left
-                self.frames.clear()
-            self.frames.append(Frame(path, layer))
+    def _frames(self):
+        activation = _current()
+        if activation is None or activation.handler is not self.owner:
             return None
+        return activation.frames
 
-        return hook
+    def _enter(self, path, layer, inputs):
+        frames = self._frames()
+        if frames is not None:
+            frames.append(Frame(path, layer))
+        return None
 
-    def _post_hook(self, _layer, inputs, outputs):
-        if self.frames:
-            self.frames.pop()
+    def _leave(self, _layer, inputs, outputs):
+        frames = self._frames()
+        if frames:
+            frames.pop()
         return None
 
     def top(self):
         """The running frame; a root frame when the model's forward runs without its
         hooks (to_static traces `forward` directly when saving)."""
-        if not self.frames:
-            self.frames.append(Frame("", None))
-        return self.frames[-1]
+        frames = self._frames()
+        if frames is None:
+            raise RuntimeError("FrameStack.top() outside an activation of its handler")
+        if not frames:
+            frames.append(Frame("", None))
+        return frames[-1]
 
     def remove(self):
         for handle in self._hook_handles:

@@ -1,13 +1,15 @@
-"""Find the joins of a model: ops that merge two or more activations (add, subtract, concat).
+"""Find the joins of a model: ops that merge two or more activations (add, subtract, concat,
+stack).
 
 One forward pass on example inputs with the interception active records every add /
-subtract / concat, where it ran (layer path, ordinal) and what produced each operand.
+subtract / concat / stack, where it ran (layer path, ordinal) and what produced each operand.
 An op is a join only when at least two operands are activations: tensors that depend on
 the model input (stop_gradient False, not parameters). Constant or bias adds, shape
 arithmetic and scalars are recorded as non-joins and never quantized.
 """
+import traceback
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List
 
 import paddle
 
@@ -53,6 +55,30 @@ class JoinPoint:
         return (self.kind, tuple(op.ndim for op in self.operands))
 
 
+@dataclass
+class UnquantizableJoin:
+    """A join of activations written in a form interception sees but cannot quantize."""
+    site: str
+    kind: str
+    form: str
+    location: str
+
+    def describe(self):
+        return "{} ({}, at {}): in-place ops cannot take quantizers; write it as x = x {} y" \
+            .format(self.site, self.form, self.location, "+" if self.kind == "add" else "-")
+
+
+def _caller_location():
+    """file:line of the model code that ran the op (the innermost frame outside Paddle
+    and slimext.quant)."""
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        path = frame.filename.replace("\\", "/")
+        if "/paddle/" in path or "/slimext/quant/" in path or "contextlib" in path:
+            continue
+        return "{}:{}".format(frame.filename, frame.lineno)
+    return "unknown"
+
+
 def _is_tensor(value):
     return isinstance(value, (paddle.Tensor, paddle.static.Variable))
 
@@ -81,9 +107,10 @@ class JoinTracer:
 
     def __init__(self, model):
         self.model = model
-        self.stack = FrameStack(model)
+        self.stack = FrameStack(model, self)
         self.joins = {}
         self.non_joins = []
+        self.unquantizable = []   # UnquantizableJoin: joins in a form that cannot take quantizers
         self._producers = {}   # id(tensor) -> (producer, order)
         self._alive = []       # keep traced tensors alive so their ids stay unique
         self._order = 0
@@ -141,6 +168,13 @@ class JoinTracer:
                                          self._producers[id(result)][1])
         return result
 
+    def on_unquantizable_join(self, kind, form, operands):
+        described = [self._describe(op, self.stack.top().path) for op in operands]
+        if sum(op.is_activation for op in described) < 2:
+            return
+        site = self.stack.top().next_site(form)
+        self.unquantizable.append(UnquantizableJoin(site, kind, form, _caller_location()))
+
     def _describe(self, value, frame_path):
         if not _is_tensor(value):
             return Operand("constant", 0, False, 0)
@@ -183,8 +217,17 @@ def _as_activation_inputs(example_inputs):
     return convert(example_inputs)
 
 
-def discover_joins(model, example_inputs):
-    """Run `model(*example_inputs)` once and return its JoinPoints in execution order.
+@dataclass
+class JoinDiscovery:
+    """What one traced forward found: the joins (execution order), the ops that are not
+    joins, and the joins written in a form that cannot take quantizers."""
+    joins: List[JoinPoint]
+    non_joins: List[str]
+    unquantizable: List[UnquantizableJoin]
+
+
+def trace_joins(model, example_inputs):
+    """Run `model(*example_inputs)` once with interception active; a JoinDiscovery.
 
     The model's train/eval state is used as is: discover on the path you deploy.
     """
@@ -194,6 +237,11 @@ def discover_joins(model, example_inputs):
     try:
         with handling(tracer):
             model(*inputs)
-        return tracer.finish()
+        return JoinDiscovery(tracer.finish(), list(tracer.non_joins), list(tracer.unquantizable))
     finally:
         tracer.close()
+
+
+def discover_joins(model, example_inputs):
+    """The JoinPoints of `model` in execution order (see trace_joins)."""
+    return trace_joins(model, example_inputs).joins

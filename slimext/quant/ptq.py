@@ -1,22 +1,34 @@
 """ResidualPTQ: ResidualQAT's plan and quantizers, with scales from calibration data.
 
     ptq = ResidualPTQ(backend="onednn", algo="KL")
-    model = ptq(model, example_inputs=[x])
-    for batch in batches:
-        model(batch)                  # runs in float; every activation quantizer's input is sampled
-    ptq.finish_calibration(model)     # thresholds -> quantizer scales: now a fake-quant model
+    model = ptq.quantize(model, lambda m: [m(batch) for batch in batches], example_inputs=[x])
     ptq.save_quantized_model(model, "out/model", input_spec=[...])
+
+`quantize` = `prepare` + a `calibrating(model)` block around the loop: inside the block the
+quantizers pass their input through (the model runs in float) and every activation
+quantizer's input is sampled; leaving it normally writes the thresholds into the scales (a
+fake-quant model from then on), leaving it by an exception restores the quantizers and
+drops the samples, so nothing stays bypassed and calibration can simply run again. A
+prepared model that was never calibrated refuses to run outside calibration rather than
+compute with scales nobody set.
+
+ppdet's flow (slimext.slim.residual_ptq) needs the steps apart: `ptq(model)` prepares and
+opens calibration, ppdet runs the batches, `finish_calibration` (called by
+save_quantized_model) closes it; `abort_calibration` is the exception path.
 
 Activation quantizers are the conv/linear inputs ('<layer>/input') and the plan's join
 quantizers; weights keep PaddleSlim's channel-wise abs max, computed from the weights.
 """
 import logging
+from contextlib import contextmanager
 
 import numpy as np
 
+from slimext.quant import settings
 from slimext.quant.calibration import CalibrationError, check_options, make_calibrator
-from slimext.quant.qat import DEFAULT_QUANT_CONFIG, ResidualQAT
+from slimext.quant.qat import ResidualQAT
 from slimext.quant.quantizers import all_quantizers, bypassed
+from slimext.quant.settings import DEFAULT_QUANT_CONFIG  # noqa: F401 (the keys PTQ starts from)
 
 logger = logging.getLogger("slimext.ptq")
 
@@ -30,13 +42,17 @@ QUANT_CONFIG_REQUIREMENTS = (
 )
 
 
-def check_quant_config(config):
+def check_quant_config(raw):
+    """quant_config for PTQ: every general check (settings), then what calibration needs.
+    Returns the merged config."""
+    config = settings.check_quant_config(raw)
     for key, allowed in QUANT_CONFIG_REQUIREMENTS:
         if config.get(key) not in allowed:
             raise CalibrationError("quant_config {}: {!r} cannot be used for post-training "
                                    "quantization; use {} (or leave the key out)".format(
                                        key, config.get(key),
                                        " or ".join(repr(a) for a in allowed)))
+    return config
 
 
 def _is_activation(name):
@@ -45,22 +61,23 @@ def _is_activation(name):
 
 class ResidualPTQ:
     def __init__(self, backend="onednn", algo="KL", rules=None, quant_config=None,
-                 algo_config=None, input_shape=(1, 3, 320, 320), max_batches=None):
+                 algo_config=None, input_shape=(1, 3, 320, 320), max_batches=None,
+                 strict=False):
         self.algo, self.algo_config = check_options(algo, algo_config)
-        config = dict(DEFAULT_QUANT_CONFIG, **(quant_config or {}))
-        check_quant_config(config)
+        config = check_quant_config(quant_config)
         # An int, None (every batch) or a callable read at each batch (ppdet applies -o
         # overrides after the slim object is built).
         self.max_batches = max_batches
         self.batch_limit()
         self.qat = ResidualQAT(backend=backend, quant_config=config, rules=rules,
-                               input_shape=input_shape)
+                               input_shape=input_shape, strict=strict)
         self.calibrators = {}
         self.thresholds = None
         self.batches = 0
         self._model = None
         self._hooks = []
         self._bypass = None
+        self._guard = None
 
     @property
     def plan(self):
@@ -74,15 +91,52 @@ class ResidualPTQ:
         return all_quantizers(self._model, self.plan)[name]
 
     def __call__(self, model, example_inputs=None):
+        """Prepare `model` and open calibration (ppdet's flow); see `quantize` for one call."""
+        model = self.prepare(model, example_inputs)
+        self.start_calibration(model)
+        return model
+
+    def quantize(self, model, calibration_loop, example_inputs=None):
+        """Prepare `model`, run `calibration_loop(model)` inside `calibrating`, return the
+        calibrated fake-quant model. The loop calls model(batch) on representative data."""
+        model = self.prepare(model, example_inputs)
+        with self.calibrating(model):
+            calibration_loop(model)
+        return model
+
+    def prepare(self, model, example_inputs=None):
+        """Put the plan's quantizers into `model` (uncalibrated; it runs only once calibrated)."""
         model.eval()  # PTQ never trains: batch norm keeps its statistics while calibrating
         model = self.qat(model, example_inputs)
         self.batches, self.thresholds = 0, None
         quantizers = all_quantizers(model, self.plan)
-        activations = {n: q for n, q in quantizers.items() if _is_activation(n)}
-        for name, layer in activations.items():
-            if not hasattr(layer, "_accum"):
+        for name, layer in quantizers.items():
+            if _is_activation(name) and not hasattr(layer, "_accum"):
                 raise CalibrationError("quantizer {} is a {}, which has no fixed scale to "
                                        "calibrate".format(name, type(layer).__name__))
+        self._model = model
+        self._guard = model.register_forward_pre_hook(self._refuse_uncalibrated)
+        return model
+
+    @contextmanager
+    def calibrating(self, model):
+        """Calibration window: float forwards are sampled inside; thresholds are written on
+        a normal exit, everything is restored (and nothing written) on an exception."""
+        self.start_calibration(model)
+        try:
+            yield model
+        except BaseException:
+            self.abort_calibration()
+            raise
+        self.finish_calibration(model)
+
+    def start_calibration(self, model):
+        self._check_model(model, "start_calibration")
+        if self._bypass is not None:
+            raise CalibrationError("calibration is already running on this model")
+        self.batches, self.thresholds = 0, None
+        quantizers = all_quantizers(model, self.plan)
+        activations = {n: q for n, q in quantizers.items() if _is_activation(n)}
         self.calibrators = {name: make_calibrator(self.algo, layer._quant_bits, self.algo_config)
                             for name, layer in activations.items()}
         self._hooks = [model.register_forward_pre_hook(self._count_batch)]
@@ -91,8 +145,34 @@ class ResidualPTQ:
         # Calibration runs the float model: statistics of what the float network computes.
         self._bypass = bypassed(quantizers.values())
         self._bypass.__enter__()
-        self._model = model
-        return model
+
+    def abort_calibration(self):
+        """End a calibration without writing anything: quantizers active again, samples
+        dropped, the model uncalibrated (calibrate again to use it). Safe to call twice."""
+        self._end_sampling()
+        self.calibrators = {}
+        self.batches = 0
+
+    def _end_sampling(self):
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+        if self._bypass is not None:
+            bypass, self._bypass = self._bypass, None
+            bypass.__exit__(None, None, None)
+
+    def _check_model(self, model, what):
+        if self._model is None or model is not self._model:
+            raise CalibrationError("{} needs the model this ResidualPTQ prepared (the one "
+                                   "ptq(model) or ptq.prepare(model) returned)".format(what))
+
+    def _refuse_uncalibrated(self, _model, _inputs):
+        if self._bypass is None and self.thresholds is None:
+            raise CalibrationError("this model's quantizers are not calibrated (calibration "
+                                   "never ran or was interrupted): use ptq.quantize(model, "
+                                   "loop) or run the batches inside `with ptq.calibrating("
+                                   "model):`")
+        return None
 
     def batch_limit(self):
         limit = self.max_batches() if callable(self.max_batches) else self.max_batches
@@ -140,17 +220,20 @@ class ResidualPTQ:
         Returns {quantizer name: threshold}. From here on `model` is the fake-quant model
         the export will be (its dygraph accuracy is the PTQ accuracy). Idempotent.
         """
-        if model is not self._model:
-            raise CalibrationError("finish_calibration needs the model this ResidualPTQ "
-                                   "prepared (the one ptq(model) returned)")
+        self._check_model(model, "finish_calibration")
         if self.thresholds is not None:
             return self.thresholds
-        self._check_observed()
-        thresholds = {name: c.threshold() for name, c in self.calibrators.items()}
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
-        self._bypass.__exit__(None, None, None)
+        if self._bypass is None:
+            raise CalibrationError("no calibration is running: it was interrupted or never "
+                                   "started; use ptq.quantize(model, loop) or "
+                                   "`with ptq.calibrating(model): ...`")
+        try:
+            self._check_observed()
+            thresholds = {name: c.threshold() for name, c in self.calibrators.items()}
+        except BaseException:
+            self.abort_calibration()
+            raise
+        self._end_sampling()
         quantizers = all_quantizers(model, self.plan)
         for name, value in thresholds.items():
             _write_scale(quantizers[name], value)

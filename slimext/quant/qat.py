@@ -3,27 +3,23 @@
     qat = ResidualQAT(backend="onednn")
     model = qat(model, example_inputs=[x])
     print(qat.plan)
-    ... train ...; qat.finalize()   # writes the join error report when `monitor` is set
+    ... train ...; qat.finalize()   # ends the observers (e.g. writes a monitor's report)
     qat.save_quantized_model(model, "out/model", input_spec=[...])
+
+After quantizing, every join of activations that interception could not see or could not
+quantize is reported (a warning; an error with strict=True), see slimext.quant.coverage.
 """
+import logging
+
 import paddle
 
 from slimext.quant.apply import QUANTIZERS_ATTR, attach_join_quantizers
-from slimext.quant.joins import discover_joins
+from slimext.quant.coverage import JoinCoverageError, report_uncovered, trace_uncovered_joins
+from slimext.quant.joins import trace_joins
 from slimext.quant.plan import build_plan
+from slimext.quant.settings import DEFAULT_QUANT_CONFIG, check_quant_config
 
-# PaddleSlim's defaults for PicoDet-style QAT; any key can be overridden by quant_config.
-DEFAULT_QUANT_CONFIG = {
-    "weight_quantize_type": "channel_wise_abs_max",
-    "activation_quantize_type": "moving_average_abs_max",
-    "weight_bits": 8,
-    "activation_bits": 8,
-    "moving_rate": 0.9,
-    "activation_preprocess_type": None,
-    "weight_preprocess_type": None,
-    "quantizable_layer_type": ["Conv2D", "Linear"],
-    "onnx_format": True,
-}
+logger = logging.getLogger("slimext.qat")
 
 
 def _ppdet_example_inputs(input_shape):
@@ -39,21 +35,40 @@ def _is_ppdet_detector(model):
 
 
 class ResidualQAT:
+    """monitor: an observer with attach(model, qat) and finalize() (e.g.
+    slimext.analysis.monitor.JoinErrorMonitor), or None.
+    strict: joins of activations that get no quantizer are an error, not a warning.
+    check_coverage: trace the float model for joins interception missed (one to_static
+        trace); the export validator checks the exported program either way."""
+
     def __init__(self, backend="onednn", quant_config=None, rules=None,
-                 input_shape=(1, 3, 320, 320), monitor=None):
+                 input_shape=(1, 3, 320, 320), monitor=None, strict=False,
+                 check_coverage=True):
+        from slimext.quant.backends import get_backend
+        from slimext.quant.rules import parse_rules
+
+        get_backend(backend)          # every setting is checked before any model work
+        parse_rules(rules)
+        if not isinstance(strict, bool):
+            raise ValueError("strict must be true or false, got {!r}".format(strict))
         self.backend = backend
-        self.quant_config = dict(DEFAULT_QUANT_CONFIG)
-        self.quant_config.update(quant_config or {})
+        self.quant_config = check_quant_config(quant_config)
         self.rules = list(rules or [])
         self.input_shape = list(input_shape)
-        self.monitor = None
-        if monitor is not None and monitor is not False:
-            from slimext.analysis.monitor import monitor_from_config
-
-            # Checked here so a bad `monitor` setting fails before any model work.
-            self.monitor = monitor_from_config(monitor)
+        if monitor is False:
+            monitor = None
+        is_observer = hasattr(monitor, "attach") and hasattr(monitor, "finalize")
+        if monitor is not None and not is_observer:
+            raise TypeError("ResidualQAT(monitor=...) takes an observer with attach(model, qat) "
+                            "and finalize(), e.g. slimext.analysis.monitor.monitor_from_config("
+                            "{{'every_n_steps': 20}}), got {!r}; in a slim YAML the `monitor:` "
+                            "key builds it".format(monitor))
+        self.monitor = monitor
+        self.strict = strict
+        self.check_coverage = check_coverage
         self.plan = None
         self.handler = None
+        self.uncovered = []   # descriptions of joins left without quantizers (see coverage)
 
     def _example_inputs(self, model, example_inputs):
         if example_inputs is not None:
@@ -78,8 +93,8 @@ class ResidualQAT:
         for path, layer in model.named_sublayers():
             if path in skipped:
                 layer.skip_quant = True
-        config = {k: v for k, v in self.quant_config.items() if k != "onnx_format"}
-        self.slim_qat = QAT(config=dict(config, onnx_format=True))
+        # onnx_format is always true (checked in settings): the export writes QDQ.
+        self.slim_qat = QAT(config=dict(self.quant_config))
         # Only the input side: output observers would add QDQ after every conv, which
         # splits conv + batch-norm + activation fusion in the INT8 runtime.
         self.slim_qat.imperative_qat._quantize_inputs.apply(model)
@@ -105,11 +120,12 @@ class ResidualQAT:
         inputs = self._example_inputs(model, example_inputs)
         training = model.training
         model.eval()
-        joins = discover_joins(model, inputs)
-        self.joins = joins
-        self.plan = build_plan(joins, self._quantizable_layers(model), self.backend,
+        discovery = trace_joins(model, inputs)
+        self.joins = discovery.joins
+        self.plan = build_plan(self.joins, self._quantizable_layers(model), self.backend,
                                self.rules, self.quant_config["weight_bits"],
                                self.quant_config["activation_bits"])
+        self.uncovered = self._check_coverage(model, inputs, discovery)
         self._wrap_layers(model)
         self.handler = attach_join_quantizers(model, self.plan,
                                               self.quant_config["moving_rate"])
@@ -119,6 +135,33 @@ class ResidualQAT:
             model.train()
         return model
 
+    def _check_coverage(self, model, inputs, discovery):
+        """Joins no quantizer will see: in-place forms (from discovery) and forms
+        interception does not patch (from a static trace of the float model)."""
+        lines = [join.describe() for join in discovery.unquantizable]
+        if lines:
+            message = "{} join(s) of activations cannot be quantized: {}".format(
+                len(lines), "; ".join(lines))
+            if self.strict:
+                raise JoinCoverageError(message)
+            logger.warning(message + "; they stay in float")
+        if not self.check_coverage:
+            return lines
+        try:
+            uncovered = trace_uncovered_joins(model, inputs)
+        except JoinCoverageError:
+            raise
+        except Exception as error:  # a model that cannot be traced still trains
+            message = ("join coverage not checked: the model could not be traced with "
+                       "paddle.jit.to_static ({}: {}); the export validator checks it "
+                       "again".format(type(error).__name__,
+                                      (str(error).strip().splitlines() or [""])[-1]))
+            if self.strict:
+                raise JoinCoverageError(message + " (strict: true)")
+            logger.warning(message)
+            return lines
+        return lines + report_uncovered(uncovered, "model", self.strict)
+
     def quantizer(self, name):
         """The quantizer layer of a plan entry, e.g. qat.quantizer('neck:add#0/out')."""
         from slimext.quant.apply import quantizer_key
@@ -126,7 +169,7 @@ class ResidualQAT:
         return self.handler.quantizers[quantizer_key(name)]
 
     def finalize(self):
-        """End of training: write the join error monitor's report (if one is configured)."""
+        """End of training: the monitor's finalize() result (its report), if one is set."""
         if self.monitor is not None:
             return self.monitor.finalize()
         return None
@@ -134,4 +177,5 @@ class ResidualQAT:
     def save_quantized_model(self, model, path, input_spec=None, **config):
         from slimext.quant.export import export_quantized_model
 
-        return export_quantized_model(model, path, input_spec, self.plan, self.handler)
+        return export_quantized_model(model, path, input_spec, self.plan, self.handler,
+                                      strict=self.strict)

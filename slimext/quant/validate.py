@@ -3,7 +3,8 @@
 Refused: a scale that is zero, negative or not finite; a shared-scale group whose places
 are missing from the program; a planned join quantizer that never made it into the
 program; a weight-quantized conv/matmul whose activation input has no scale; a bit width
-the backend cannot execute.
+the backend cannot execute; with strict, a join of activations that interception never saw
+(no quantizer, no rule keeping it float; a warning otherwise, see slimext.quant.coverage).
 """
 import json
 import os
@@ -11,6 +12,10 @@ import os
 import numpy as np
 
 from slimext.quant.backends import get_backend
+from slimext.quant.coverage import JoinCoverageError, find_uncovered_joins, report_uncovered
+
+# Written beside an export: the plan, the scale variable of each quantizer, the report.
+SIDECAR = "quant_plan.json"
 
 FAKE_QDQ_TYPES = ("fake_quantize_dequantize_moving_average_abs_max",
                   "fake_quantize_dequantize_abs_max",
@@ -45,7 +50,17 @@ def _scale_value(scope, name):
     return np.array(var.get_tensor())
 
 
-def validate_program(program, scope, plan, scale_vars, backend):
+def _feed_names(block):
+    return [name for op in block.ops if op.type == "feed" for name in op.output_arg_names]
+
+
+def validate_program(program, scope, plan, scale_vars, backend, join_outputs=None,
+                     strict=False):
+    """Problems raise ExportValidationError; returns a report dict.
+
+    join_outputs: names of the join outputs interception traced; with them, joins of
+    activations it never saw are reported (strict: refused).
+    """
     block = program.global_block()
     problems = []
     producers = _producers(block)
@@ -91,20 +106,26 @@ def validate_program(program, scope, plan, scale_vars, backend):
             problems.append("{} with INT8 weight {} has no scale on its input {}".format(
                 op.type, op.input(slots[1])[0], op.input(slots[0])[0]))
 
+    uncovered = []
+    if join_outputs is not None:
+        joins = find_uncovered_joins(program, _feed_names(block), set(join_outputs))
+        try:
+            uncovered = report_uncovered(joins, "exported program", strict)
+        except JoinCoverageError as error:
+            problems.append(str(error))
     if problems:
         raise ExportValidationError(problems)
     weights = sum(1 for op in qdq_ops if op.type == "dequantize_linear"
                   and producers.get(op.input("X")[0]) is None)
     return {"qdq_pairs": len(qdq_ops) // 2, "int8_weights": weights,
             "join_quantizers": len(plan.quantizers),
-            "shared_groups": len(plan.shared_groups)}
+            "shared_groups": len(plan.shared_groups), "uncovered_joins": uncovered}
 
 
 def validate_saved_model(path_prefix):
     """Validate an exported model on disk (uses the quant_plan.json written beside it)."""
     import paddle
 
-    from slimext.quant.export import SIDECAR
     from slimext.quant.plan import plan_from_dict
 
     sidecar_path = os.path.join(os.path.dirname(os.path.abspath(path_prefix)), SIDECAR)
@@ -118,6 +139,8 @@ def validate_saved_model(path_prefix):
             exe = paddle.static.Executor(paddle.CPUPlace())
             program, _, _ = paddle.static.load_inference_model(path_prefix, exe)
             return validate_program(program, scope, plan, sidecar["scale_vars"],
-                                    get_backend(sidecar["backend"]))
+                                    get_backend(sidecar["backend"]),
+                                    join_outputs=sidecar.get("join_outputs"),
+                                    strict=sidecar.get("strict", False))
     finally:
         paddle.disable_static()

@@ -70,11 +70,12 @@ class ResidualPTQ(object):
     algo_config: options of the algorithm (bins, upsample_bins, hist_percent)
     quant_config: PaddleSlim's quantization keys (weight type and bits, activation bits)
     rules: ordered per-layer / per-join rules, last match wins
+    strict: a join of activations that gets no quantizer stops the run (default: a warning)
     The number of calibration batches is the top-level `quant_batch_num` ppdet reads.
     """
 
     def __init__(self, backend="onednn", algo="KL", algo_config=None, quant_config=None,
-                 rules=None, input_shape=None, print_plan=True):
+                 rules=None, input_shape=None, print_plan=True, strict=False):
         self.backend = backend
         self.algo = algo
         self.algo_config = algo_config
@@ -82,6 +83,7 @@ class ResidualPTQ(object):
         self.rules = rules or []
         self.input_shape = input_shape
         self.print_plan = print_plan
+        self.strict = strict
         # Checked now, so a typo fails before any model is built or weight loaded.
         self.core = self._make_core()
 
@@ -89,7 +91,7 @@ class ResidualPTQ(object):
         return _ResidualPTQCore(backend=self.backend, algo=self.algo, rules=self.rules,
                                 quant_config=self.quant_config, algo_config=self.algo_config,
                                 input_shape=self.input_shape or _configured_input_shape(),
-                                max_batches=_quant_batch_num)
+                                max_batches=_quant_batch_num, strict=self.strict)
 
     def __call__(self, model):
         from ppdet.core.workspace import global_config
@@ -115,6 +117,10 @@ class ResidualPTQ(object):
             logger.info("ResidualPTQ thresholds ({}, {} calibration batch(es))\n{}".format(
                 self.core.algo, self.core.used_batches(), self.core.table()))
         return thresholds
+
+    def abort_calibration(self):
+        """The exception path of ppdet's flow: quantizers active again, nothing written."""
+        self.core.abort_calibration()
 
     def save_quantized_model(self, layer, path, input_spec=None, **config):
         self.finish_calibration(layer)

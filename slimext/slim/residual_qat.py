@@ -5,11 +5,22 @@ from ppdet.core.workspace import register, serializable
 from ppdet.utils.logger import setup_logger
 
 from slimext.analysis.monitor import monitor_from_config
-from slimext.quant.qat import DEFAULT_QUANT_CONFIG
 from slimext.quant.qat import ResidualQAT as _ResidualQATCore
 from slimext.quant.ranks import is_main_rank
+from slimext.quant.settings import check_quant_config
 
 logger = setup_logger(__name__)
+
+# Set (True) in ppdet's global config by tools that only evaluate or export a trained model:
+# they skip the build-time coverage trace (evaluation needs no report, and the export
+# validator checks the exported program itself).
+SKIP_BUILD_COVERAGE = "slimext_skip_build_coverage"
+
+
+def _coverage_on_build():
+    from ppdet.core.workspace import global_config
+
+    return global_config.get(SKIP_BUILD_COVERAGE) is not True
 
 
 def _configured_input_shape():
@@ -40,13 +51,15 @@ class ResidualQAT(object):
     rules: ordered per-layer / per-join rules, last match wins
     monitor: quantization error monitor during training (see docs/monitor.md), e.g.
         {every_n_steps: 20, threshold_db: 20.0}; null turns it off
+    strict: a join of activations that gets no quantizer stops the run (default: a warning)
     """
 
     def __init__(self, backend="onednn", quant_config=None, rules=None, input_shape=None,
-                 print_plan=True, monitor=None):
+                 print_plan=True, monitor=None, strict=False):
         self.backend = backend
-        self.quant_config = dict(DEFAULT_QUANT_CONFIG, **(quant_config or {}))
+        self.quant_config = check_quant_config(quant_config)
         self.rules = rules or []
+        self.strict = strict
         self.input_shape = input_shape
         self.print_plan = print_plan
         monitor_from_config(monitor)  # a bad setting fails when ppdet builds this object
@@ -61,7 +74,8 @@ class ResidualQAT(object):
         self.core = _ResidualQATCore(backend=self.backend, quant_config=self.quant_config,
                                      rules=self.rules,
                                      input_shape=self.input_shape or _configured_input_shape(),
-                                     monitor=self.monitor)
+                                     monitor=self.monitor, strict=self.strict,
+                                     check_coverage=_coverage_on_build())
         model = self.core(model)
         if self.print_plan and is_main_rank():
             logger.info("ResidualQAT plan\n{}".format(self.core.plan))

@@ -1,0 +1,25 @@
+"""Input errors of the commands: `UserError` and the wrapper that turns it into one line.
+
+Bad input raises `UserError` with the fix in its message; `run_command` turns it into one
+`Error: ...` line and exit status 2 instead of a traceback.
+"""
+import functools
+import sys
+
+
+class UserError(Exception):
+    """An input problem the user can fix; the message says how."""
+
+
+def run_command(main):
+    """Decorate a command's main(argv) so input errors end in one line and exit code 2."""
+
+    @functools.wraps(main)
+    def wrapper(argv=None):
+        try:
+            return main(argv)
+        except UserError as error:
+            print("Error: {}".format(error), file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper
