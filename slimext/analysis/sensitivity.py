@@ -24,6 +24,7 @@ import numpy as np
 import paddle
 
 from slimext.quant.quantizers import bypassed
+from slimext.compat.quantizer_internals import is_moving_average, restart_moving_average
 
 MODES = ("alone", "float_alone")
 
@@ -70,10 +71,8 @@ def _distinct(layers):
 def _restart_moving_average(quantizer):
     # Paddle starts state and accum at 1, which pulls a scale towards 1.0 for the first
     # several batches; from zero the first batch gives its exact abs-max.
-    for attr in ("_state", "_accum"):
-        value = getattr(quantizer, attr, None)
-        if value is not None:
-            value.set_value(paddle.zeros_like(value))
+    if is_moving_average(quantizer):
+        restart_moving_average(quantizer)
 
 
 def _observe_only(layer):

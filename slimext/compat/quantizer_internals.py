@@ -14,6 +14,7 @@ WEIGHT_QUANTIZER = "_fake_quant_weight"
 BITS = "_quant_bits"                       # on every fake-quant layer
 # FakeQuantMovingAverageAbsMax: scale = accum / state, both moving averages.
 SCALE, STATE, ACCUM = "_scale", "_state", "_accum"
+MOVING_RATE = "_moving_rate"
 ACT_PREPROCESS = "_act_preprocess"         # PACT clipping on a wrapped layer
 
 
@@ -22,7 +23,7 @@ class QuantizerInternalsChanged(RuntimeError):
 
 
 def _require(obj, attr, what):
-    if not hasattr(obj, attr):
+    if getattr(obj, attr, None) is None:
         raise QuantizerInternalsChanged(
             "{} ({}) has no attribute {!r}, which slimext reads for {}; this Paddle {} / "
             "PaddleSlim {} keeps it elsewhere: use a supported stack (see stacks/) or update "
@@ -48,6 +49,10 @@ def set_quant_bits(quantizer, bits):
     setattr(quantizer, BITS, bits)
 
 
+def moving_rate(quantizer):
+    return _require(quantizer, MOVING_RATE, "the moving-average rate")
+
+
 def scale_tensor(quantizer):
     """The tensor holding the quantizer's scale (its name is the export's scale variable)."""
     return _require(quantizer, SCALE, "scales")
@@ -57,6 +62,18 @@ def moving_average_state(quantizer):
     """(scale, state, accum) tensors of a moving-average abs-max quantizer."""
     return tuple(_require(quantizer, attr, "moving-average scales")
                  for attr in (SCALE, STATE, ACCUM))
+
+
+def is_moving_average(quantizer):
+    """True for a quantizer with a moving-average scale (state and accumulator)."""
+    return all(getattr(quantizer, attr, None) is not None for attr in (SCALE, STATE, ACCUM))
+
+
+def restart_moving_average(quantizer):
+    """Zero state and accumulator, so the next batch sets the scale to its own abs max."""
+    _, state, accum = moving_average_state(quantizer)
+    state.set_value(state.numpy() * 0)
+    accum.set_value(accum.numpy() * 0)
 
 
 def set_moving_average_state(quantizer, scale, state, accum):

@@ -14,6 +14,7 @@ from paddle.nn.quant.quant_layers import FakeQuantMovingAverageAbsMax
 from slimext.quant import interception
 from slimext.quant.coverage import value_key
 from slimext.quant.interception import FrameStack
+from slimext.compat.quantizer_internals import moving_average_state, moving_rate, quant_bits
 
 QUANTIZERS_ATTR = "slimext_join_quantizers"
 
@@ -136,15 +137,16 @@ class JoinFakeQuant(FakeQuantMovingAverageAbsMax):
             return super().forward(input)
         helper = paddle.base.layer_helper.LayerHelper("join_fake_quant")
         out = helper.create_variable_for_type_inference(dtype=input.dtype)
-        inputs = {"X": [input], "InScale": [self._scale]}
-        outputs = {"Out": [out], "OutScale": [self._scale]}
+        scale, state, accum = moving_average_state(self)
+        inputs = {"X": [input], "InScale": [scale]}
+        outputs = {"Out": [out], "OutScale": [scale]}
         if self.training:
-            inputs.update(InState=[self._state], InAccum=[self._accum])
-            outputs.update(OutState=[self._state], OutAccum=[self._accum])
+            inputs.update(InState=[state], InAccum=[accum])
+            outputs.update(OutState=[state], OutAccum=[accum])
         helper.append_op(type="fake_quantize_dequantize_moving_average_abs_max",
                          inputs=inputs, outputs=outputs,
-                         attrs={"moving_rate": self._moving_rate,
-                                "bit_length": self._quant_bits, "is_test": not self.training})
+                         attrs={"moving_rate": moving_rate(self),
+                                "bit_length": quant_bits(self), "is_test": not self.training})
         return out
 
 

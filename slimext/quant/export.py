@@ -14,6 +14,8 @@ from slimext.fileio import atomic_write_json, move_into_place, staging_dir
 from slimext.quant.apply import quantizer_key
 from slimext.quant.backends import get_backend
 from slimext.quant.validate import FAKE_QDQ_TYPES, SIDECAR, validate_program
+from slimext.compat.quantizer_internals import (remove_act_preprocess, restore_act_preprocess,
+                                                scale_tensor)
 
 logger = logging.getLogger("slimext.export")
 
@@ -110,18 +112,8 @@ def _unwrap_static_forward(model):
 
 
 def _scale_vars(plan, handler):
-    return {spec.name: handler.quantizers[quantizer_key(spec.name)]._scale.name
+    return {spec.name: scale_tensor(handler.quantizers[quantizer_key(spec.name)]).name
             for spec in plan.quantizers.values()}
-
-
-def _remove_act_preprocess(model):
-    """PACT clipping is a training aid; the exported program uses the learned scales."""
-    removed = []
-    for layer in model.sublayers():
-        if getattr(layer, "_act_preprocess", None) is not None:
-            removed.append((layer, layer._act_preprocess))
-            layer._act_preprocess = None
-    return removed
 
 
 def export_quantized_model(model, path, input_spec, plan, handler, strict=False):
@@ -139,7 +131,8 @@ def export_quantized_model(model, path, input_spec, plan, handler, strict=False)
     base = os.path.basename(path)
     was_training = model.training
     model.eval()
-    preprocess = _remove_act_preprocess(model)
+    # PACT clipping is a training aid; the exported program uses the learned scales.
+    preprocess = remove_act_preprocess(model)
     try:
         with staging_dir(out_dir, prefix=".export-") as staging:
             _unwrap_static_forward(model)
@@ -152,8 +145,7 @@ def export_quantized_model(model, path, input_spec, plan, handler, strict=False)
                                            sorted(join_outputs), strict)
             move_into_place(staging, (base + ".pdmodel", base + ".pdiparams", SIDECAR), out_dir)
     finally:
-        for layer, pre in preprocess:
-            layer._act_preprocess = pre
+        restore_act_preprocess(preprocess)
         _unwrap_static_forward(model)
         if was_training:
             model.train()

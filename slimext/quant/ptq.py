@@ -29,6 +29,8 @@ from slimext.quant.calibration import CalibrationError, check_options, make_cali
 from slimext.quant.qat import ResidualQAT
 from slimext.quant.quantizers import all_quantizers, bypassed
 from slimext.quant.settings import DEFAULT_QUANT_CONFIG  # noqa: F401 (the keys PTQ starts from)
+from slimext.compat.quantizer_internals import (is_moving_average, quant_bits,
+                                                set_moving_average_state)
 
 logger = logging.getLogger("slimext.ptq")
 
@@ -111,7 +113,7 @@ class ResidualPTQ:
         self.batches, self.thresholds = 0, None
         quantizers = all_quantizers(model, self.plan)
         for name, layer in quantizers.items():
-            if _is_activation(name) and not hasattr(layer, "_accum"):
+            if _is_activation(name) and not is_moving_average(layer):
                 raise CalibrationError("quantizer {} is a {}, which has no fixed scale to "
                                        "calibrate".format(name, type(layer).__name__))
         self._model = model
@@ -137,7 +139,7 @@ class ResidualPTQ:
         self.batches, self.thresholds = 0, None
         quantizers = all_quantizers(model, self.plan)
         activations = {n: q for n, q in quantizers.items() if _is_activation(n)}
-        self.calibrators = {name: make_calibrator(self.algo, layer._quant_bits, self.algo_config)
+        self.calibrators = {name: make_calibrator(self.algo, quant_bits(layer), self.algo_config)
                             for name, layer in activations.items()}
         self._hooks = [model.register_forward_pre_hook(self._count_batch)]
         self._hooks += [layer.register_forward_pre_hook(self._sampler(name))
@@ -279,6 +281,5 @@ def _write_scale(layer, threshold):
     """Fix a moving-average quantizer at `threshold`, as if it had seen one batch with
     that abs max (so QAT fine-tuning could continue from it)."""
     value = np.array([threshold], dtype="float32")
-    layer._scale.set_value(value)
-    layer._accum.set_value(value)
-    layer._state.set_value(np.ones([1], dtype="float32"))
+    set_moving_average_state(layer, scale=value, state=np.ones([1], dtype="float32"),
+                             accum=value)

@@ -18,6 +18,8 @@ from slimext.quant.coverage import JoinCoverageError, report_uncovered, trace_un
 from slimext.quant.joins import trace_joins
 from slimext.quant.plan import build_plan
 from slimext.quant.settings import DEFAULT_QUANT_CONFIG, check_quant_config
+from slimext.compat.quantizer_internals import (layer_quantizers, quantize_layer_inputs_only,
+                                                set_quant_bits)
 
 logger = logging.getLogger("slimext.qat")
 
@@ -97,18 +99,15 @@ class ResidualQAT:
         self.slim_qat = QAT(config=dict(self.quant_config))
         # Only the input side: output observers would add QDQ after every conv, which
         # splits conv + batch-norm + activation fusion in the INT8 runtime.
-        self.slim_qat.imperative_qat._quantize_inputs.apply(model)
+        quantize_layer_inputs_only(self.slim_qat, model)
         settings = {s.path: s for s in self.plan.layers}
         for path, layer in model.named_sublayers():
             setting = settings.get(path)
             if setting is None or setting.skipped:
                 continue
-            weight_quant = getattr(layer, "_fake_quant_weight", None)
-            input_quant = getattr(layer, "_fake_quant_input", None)
-            if weight_quant is not None:
-                weight_quant._quant_bits = setting.weight_bits
-            if input_quant is not None:
-                input_quant._quant_bits = setting.activation_bits
+            bits = {"weight": setting.weight_bits, "input": setting.activation_bits}
+            for place, quantizer in layer_quantizers(layer).items():
+                set_quant_bits(quantizer, bits[place])
 
     def __call__(self, model, example_inputs=None):
         if hasattr(model, QUANTIZERS_ATTR):

@@ -7,20 +7,15 @@ error monitor all address quantizers through these names.
 """
 from contextlib import contextmanager
 
+from slimext.compat import quantizer_internals
 from slimext.quant.apply import QUANTIZERS_ATTR, quantizer_key
-
-LAYER_QUANTIZER_ATTRS = (("input", "_fake_quant_input"), ("weight", "_fake_quant_weight"))
 
 
 def layer_quantizers(model):
     """{'<path>/input' or '<path>/weight': fake-quant layer} for the wrapped conv/linear."""
-    found = {}
-    for path, layer in model.named_sublayers():
-        for place, attr in LAYER_QUANTIZER_ATTRS:
-            quantizer = getattr(layer, attr, None)
-            if quantizer is not None:
-                found["{}/{}".format(path, place)] = quantizer
-    return found
+    return {"{}/{}".format(path, place): quantizer
+            for path, layer in model.named_sublayers()
+            for place, quantizer in quantizer_internals.layer_quantizers(layer).items()}
 
 
 def join_quantizers(model, plan):

@@ -24,16 +24,13 @@ per quantizer, before every forward; it leaves state and accumulator per rank.
 import paddle
 import paddle.distributed as dist
 
+from slimext.compat.quantizer_internals import QuantizerInternalsChanged, moving_average_state
 from slimext.quant.ranks import sum_across_ranks, world_size
 
-# The observer classes whose state lives in private attributes: the one place that reads
-# them. Checked on Paddle 2.6.2 / PaddleSlim 2.6.0 and Paddle 3.3.1.
-OBSERVER_ATTRS = ("_state", "_accum", "_scale")
+# The observers keep their state in private attributes, read through slimext.compat.
+# Checked on Paddle 2.6.2 / PaddleSlim 2.6.0 and Paddle 3.3.1.
 PACT_ATTR = "alpha"
-
-
-class ObserverLayoutError(RuntimeError):
-    """An observer lacks the attribute slimext reads; the installed Paddle changed it."""
+ObserverLayoutError = QuantizerInternalsChanged
 
 
 def _observer_classes():
@@ -50,25 +47,6 @@ def _pact_classes():
     return (PACT,)
 
 
-def _versions():
-    try:
-        import paddleslim
-
-        slim = getattr(paddleslim, "__version__", "unknown")
-    except ImportError:
-        slim = "not installed"
-    return "Paddle {}, PaddleSlim {}".format(paddle.__version__, slim)
-
-
-def _tensor(layer, path, attr):
-    value = getattr(layer, attr, None)
-    if not isinstance(value, paddle.Tensor):
-        raise ObserverLayoutError(
-            "{} at {!r} has no tensor attribute {!r} on {}: scale synchronisation knows the "
-            "observer layout of Paddle 2.6.2 / PaddleSlim 2.6.0 and Paddle 3.3.1; turn it off "
-            "(ScaleSync: {{enable: false}}) or use a supported version".format(
-                type(layer).__name__, path, attr, _versions()))
-    return value
 
 
 def observer_tensors(model):
@@ -81,10 +59,11 @@ def observer_tensors(model):
     found = []
     for path, layer in model.named_sublayers():
         if isinstance(layer, observers):
-            found.extend(("{}.{}".format(path, attr.lstrip("_")), _tensor(layer, path, attr))
-                         for attr in OBSERVER_ATTRS)
+            scale, state, accum = moving_average_state(layer)
+            found.extend((("{}.state".format(path), state), ("{}.accum".format(path), accum),
+                          ("{}.scale".format(path), scale)))
         elif pacts and isinstance(layer, pacts):
-            found.append(("{}.{}".format(path, PACT_ATTR), _tensor(layer, path, PACT_ATTR)))
+            found.append(("{}.{}".format(path, PACT_ATTR), getattr(layer, PACT_ATTR)))
     return found
 
 

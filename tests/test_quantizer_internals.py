@@ -1,0 +1,57 @@
+"""Private attributes of Paddle's/PaddleSlim's fake-quant layers are reached only through
+slimext.compat.quantizer_internals, and a moved attribute stops with the versions named."""
+import os
+import re
+
+import paddle
+import pytest
+
+from slimext.compat.quantizer_internals import (QuantizerInternalsChanged, layer_quantizers,
+                                                moving_average_state, quant_bits,
+                                                set_quant_bits)
+
+SLIMEXT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "slimext")
+BOUNDARY = os.path.join(SLIMEXT, "compat")
+PRIVATE = re.compile(r"(?<!\w)(_fake_quant_(input|weight)|_quant_bits|_act_preprocess"
+                     r"|_quantize_inputs|_moving_rate)|(?<!self)\._(scale|state|accum)\b|\"_(scale|state|accum)\"")
+# Checkpoint key patterns: names inside saved state dicts, not attribute access.
+KEY_FORMATS = {os.path.join(SLIMEXT, "matcher", "keys.py")}
+
+
+def test_no_private_quantizer_attribute_outside_the_boundary():
+    offenders = []
+    for folder, _, files in os.walk(SLIMEXT):
+        if folder.startswith(BOUNDARY):
+            continue
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.endswith(".py") and path not in KEY_FORMATS:
+                with open(path) as f:
+                    for number, line in enumerate(f, 1):
+                        if PRIVATE.search(line.split("#")[0]):
+                            offenders.append("{}:{}: {}".format(path, number, line.strip()))
+    assert not offenders, "\n".join(offenders)
+
+
+def _slim_quantized_conv():
+    from paddleslim import QAT
+
+    model = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3))
+    QAT(config={"weight_quantize_type": "channel_wise_abs_max",
+                "activation_quantize_type": "moving_average_abs_max"}).quantize(model)
+    return dict(model.named_sublayers())["0._layer"]  # the QuantizedConv2D
+
+
+def test_per_layer_bits_reach_paddleslims_quantizers():
+    quantizers = layer_quantizers(_slim_quantized_conv())
+    assert set(quantizers) == {"input", "weight"}
+    set_quant_bits(quantizers["input"], 16)
+    assert quant_bits(quantizers["input"]) == 16
+    scale, state, accum = moving_average_state(quantizers["input"])
+    assert scale.shape == state.shape == accum.shape == [1]
+
+
+def test_a_moved_attribute_fails_loudly_with_the_versions():
+    with pytest.raises(QuantizerInternalsChanged, match=r"_quant_bits.*Paddle \d.*PaddleSlim \d"):
+        set_quant_bits(paddle.nn.Linear(2, 2), 8)
+    assert layer_quantizers(paddle.nn.Conv2D(3, 4, 3)) == {}
