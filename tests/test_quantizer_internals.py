@@ -55,3 +55,19 @@ def test_a_moved_attribute_fails_loudly_with_the_versions():
     with pytest.raises(QuantizerInternalsChanged, match=r"_quant_bits.*Paddle \d.*PaddleSlim \d"):
         set_quant_bits(paddle.nn.Linear(2, 2), 8)
     assert layer_quantizers(paddle.nn.Conv2D(3, 4, 3)) == {}
+
+
+PPDET_PRIVATE = re.compile(r"_load_config_with_base|\._metrics\b")
+
+
+def test_ppdet_privates_only_in_the_boundary_and_loud_when_gone():
+    from slimext.compat.ppdet_internals import PpdetInternalsChanged, trainer_metrics
+
+    for folder, _, files in os.walk(SLIMEXT):
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.endswith(".py") and not folder.startswith(BOUNDARY):
+                with open(path) as f:
+                    assert not PPDET_PRIVATE.search(f.read()), path
+    with pytest.raises(PpdetInternalsChanged, match=r"Trainer._metrics.*paddledet 2\.6\.0"):
+        trainer_metrics(object())

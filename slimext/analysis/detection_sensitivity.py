@@ -84,7 +84,9 @@ class DetectionMAP:
 
     def __init__(self, trainer):
         self.loader = trainer.loader
-        self.metrics = trainer._metrics
+        from slimext.compat.ppdet_internals import trainer_metrics
+
+        self.metrics = trainer_metrics(trainer)
         self.images_per_evaluation = []   # every evaluation must see the whole EvalDataset
 
     def __call__(self, model):

@@ -149,6 +149,8 @@ def metric_capture():
     after computing them."""
     from ppdet.engine.callbacks import Callback
 
+    from slimext.compat.ppdet_internals import trainer_metrics
+
     class MetricCapture(Callback):
         def __init__(self, trainer):
             super().__init__(trainer)
@@ -156,7 +158,7 @@ def metric_capture():
 
         def on_epoch_end(self, status):
             if status.get("mode") == "eval":
-                for metric in self.model._metrics:
+                for metric in trainer_metrics(self.model):
                     for key, stats in (metric.get_results() or {}).items():
                         self.results[key] = [float(x) for x in stats]  # numpy -> plain
 

@@ -11,6 +11,7 @@ ppdet itself still loads the file into its global config when it builds the slim
 import os
 
 from slimext.commands.errors import UserError
+from slimext.compat.ppdet_internals import read_yaml_with_base
 
 PTQ_METHOD = "ResidualPTQ"
 QAT_METHOD = "ResidualQAT"
@@ -107,15 +108,13 @@ def _check_ptq_section(section):
 
 def read_slim_config(path):
     """The SlimConfig at `path`, read once per process (again only if the file changed)."""
-    from ppdet.core.workspace import _load_config_with_base
-
     if not path or not os.path.isfile(path):
         raise UserError("slim config {!r} does not exist (check the path; slim configs live "
                         "under configs/slim/)".format(path))
     key = (os.path.abspath(path), os.path.getmtime(path))
     if key not in _CACHE:
         try:
-            _CACHE[key] = SlimConfig(path, dict(_load_config_with_base(path)))
+            _CACHE[key] = SlimConfig(path, dict(read_yaml_with_base(path)))
         except (OSError, KeyError) as error:
             raise UserError("could not read slim config {!r} or one of its _BASE_ files: {}"
                             .format(path, error))

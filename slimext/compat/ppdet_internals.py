@@ -1,0 +1,33 @@
+"""The private parts of ppdet (paddledet 2.6.0) that slimext uses, each in one function that
+fails naming the version when ppdet moves it."""
+from slimext.compat.versions import version_text
+
+
+class PpdetInternalsChanged(RuntimeError):
+    """A private ppdet name slimext relies on is gone: the installed paddledet moved it."""
+
+
+def _missing(what, name):
+    return PpdetInternalsChanged(
+        "ppdet has no {} ({}), which slimext uses for {}; paddledet {} is not a supported "
+        "version (see stacks/) or slimext.compat.ppdet_internals needs updating".format(
+            name, what, what, version_text("ppdet")))
+
+
+def read_yaml_with_base(path):
+    """A YAML file merged with its `_BASE_` files, without touching ppdet's global config
+    (ppdet's `load_config` would merge it into the workspace)."""
+    from ppdet.core import workspace
+
+    reader = getattr(workspace, "_load_config_with_base", None)
+    if reader is None:
+        raise _missing("reading slim configs with _BASE_", "workspace._load_config_with_base")
+    return reader(path)
+
+
+def trainer_metrics(trainer):
+    """The metric objects of a ppdet Trainer (COCO, VOC, ...) its evaluation fills."""
+    metrics = getattr(trainer, "_metrics", None)
+    if metrics is None:
+        raise _missing("reading evaluation results", "Trainer._metrics")
+    return metrics
