@@ -12,7 +12,6 @@ of a sampled step. The report writing at the end is timed apart. Prints a markdo
 writes benchmarks/results/monitor_overhead.json.
 """
 import argparse
-import json
 import os
 import platform
 import statistics

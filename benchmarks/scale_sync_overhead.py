@@ -11,13 +11,13 @@ step time of each, their ratio, and the median time of the sync call alone (the 
 per step at the default interval of 1). Writes benchmarks/results/scale_sync_overhead.json.
 """
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from slimext.fileio import atomic_write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -125,12 +125,7 @@ def worker(args):
 
 
 def write_json(path, result):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    staging = path + ".tmp"
-    with open(staging, "w") as stream:
-        json.dump(result, stream, indent=2)
-        stream.write("\n")
-    os.replace(staging, path)
+    atomic_write_json(path, result, indent=2)
 
 
 def launch(args, argv):

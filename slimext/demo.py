@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from slimext.isolation import StepFailed, run_in_fresh_process
 from slimext.progress import hand_over_terminal
+from slimext.fileio import atomic_write_text
 
 DEMO_CONFIG = "configs/picodet/picodet_xs_192_demo_lcnet.yml"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -207,11 +208,8 @@ def export_qat(context):
 
 
 def write_text(path, text):
-    """Write beside `path`, then rename into place: a reader never sees half a report."""
-    partial = path + ".partial"
-    with open(partial, "w") as f:
-        f.write(text)
-    os.replace(partial, path)
+    """A reader never sees half a report (written beside `path`, then renamed)."""
+    atomic_write_text(path, text)
 
 
 def model_size_mb(model_dir):

@@ -59,7 +59,6 @@ def _sum(x, axis=None, dtype=None, keepdim=False, name=None):
 
 def _arg(op_type):
     def arg(x, axis=None, keepdim=False, dtype="int64", name=None):
-        from paddle.base.data_feeder import convert_dtype  # noqa: F401
         from paddle.base.framework import convert_np_dtype_to_dtype_
 
         flatten = axis is None

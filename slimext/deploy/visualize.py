@@ -3,6 +3,7 @@ import os
 
 import cv2
 import numpy as np
+from slimext.fileio import atomic_path, atomic_write_bytes
 
 
 def class_colour(class_id):
@@ -119,12 +120,10 @@ def detection_grid(examples, threshold, scale=2):
 
 def write_png(image_rgb, path):
     """Write an RGB array as PNG via a temporary file and a rename; return the path."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    partial = path + ".partial.png"
-    if not cv2.imwrite(partial, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError("could not write {}".format(path))
-    os.replace(partial, path)
-    return path
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError("could not encode {} as PNG".format(path))
+    return atomic_write_bytes(path, encoded.tobytes())
 
 
 def metrics_chart(variants, path):
@@ -153,9 +152,7 @@ def metrics_chart(variants, path):
         # mAP on its full 0..1 scale; latency from 0 with room for the value labels.
         ax.set_xlim(0, 1.0 if index == 1 else max(values + [1e-6]) * 1.25)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    partial = path + ".partial.png"
-    fig.savefig(partial, dpi=100)
+    with atomic_path(path, suffix=".png") as partial:
+        fig.savefig(partial, dpi=100, format="png")
     plt.close(fig)
-    os.replace(partial, path)
     return path
