@@ -7,7 +7,8 @@ import pytest
 from conftest import run_tool
 from slimext.deploy.int8_kernels import (Int8NotUsedError, confirm_int8, is_qdq_program,
                                          paddle_int8_report)
-from slimext.deploy.predictor import DetectorPredictor, confirm_int8_kernels, create_config
+from slimext.deploy.predictor import DetectorPredictor, create_config
+from slimext.deploy.runtimes import confirm_int8_kernels
 from slimext.deploy.preprocess import load_image
 
 PASS_LOG_MARKERS = ("squashed", "quantized", "fused")

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import DEMO_CONFIG, run_tool, run_tool_ok
-from slimext.deploy.predictor import DetectorPredictor, create_detector
+from slimext.deploy.predictor import DetectorPredictor
+from slimext.deploy.runtimes import create_detector
 from slimext.deploy.preprocess import load_image
 
 OPENVINO_ABSENT = os.environ.get("SLIMEXT_OPENVINO_ABSENT") == "1"

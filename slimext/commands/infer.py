@@ -77,7 +77,7 @@ def infer_images(predictor, images, output_dir, threshold):
 def main(argv=None):
     flags = build_parser().parse_args(argv)
     from slimext.deploy.int8_kernels import Int8NotUsedError
-    from slimext.deploy.predictor import create_detector
+    from slimext.deploy.runtimes import create_detector
 
     images = list_images(flags.image_file, flags.image_dir)
     try:

@@ -19,7 +19,8 @@ import numpy as np
 from slimext.deploy.hardware import describe_machine, isa_line
 from slimext.deploy.int8_kernels import Int8NotUsedError, is_qdq_program
 from slimext.deploy.latency import latency_of
-from slimext.deploy.predictor import check_model_dir, create_detector
+from slimext.deploy.predictor import check_model_dir
+from slimext.deploy.runtimes import create_detector
 
 # (runtime, precision) -> label, and whether it is an fp32 or an INT8 way to deploy.
 CASES = {

@@ -1,0 +1,31 @@
+"""One entry point for every runtime an export can run on (Paddle Inference, OpenVINO).
+
+    detector = create_detector("output_inference/model", runtime="openvino", precision="int8")
+"""
+from slimext.deploy.openvino_runtime import OpenVINODetector
+from slimext.deploy.predictor import PRECISIONS, DetectorPredictor
+
+# Which precisions each runtime offers for an export.
+RUNTIME_PRECISIONS = {"paddle": tuple(PRECISIONS), "openvino": ("fp32", "int8")}
+
+
+def create_detector(model_dir, runtime="paddle", precision="fp32", cpu_threads=2,
+                    verbose=False):
+    """A predictor for the export on the named runtime ('paddle' or 'openvino')."""
+    if runtime not in RUNTIME_PRECISIONS:
+        raise ValueError("runtime {!r} unknown; choose one of {}".format(
+            runtime, ", ".join(RUNTIME_PRECISIONS)))
+    if precision not in RUNTIME_PRECISIONS[runtime]:
+        raise ValueError("precision {!r} is not offered by {}; choose one of {}".format(
+            precision, runtime, ", ".join(RUNTIME_PRECISIONS[runtime])))
+    if runtime == "openvino":
+        return OpenVINODetector(model_dir, precision, cpu_threads, verbose)
+    return DetectorPredictor(model_dir, precision, cpu_threads, verbose)
+
+
+def confirm_int8_kernels(model_dir, runtime="paddle", cpu_threads=2):
+    """Build an INT8 predictor for the export and return its Int8KernelReport.
+
+    Raises Int8NotUsedError (with the reason and the fix) when no convolution ran INT8.
+    """
+    return create_detector(model_dir, runtime, "int8", cpu_threads).int8_report
