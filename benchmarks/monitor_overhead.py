@@ -29,14 +29,14 @@ REPRODUCE = "python -m benchmarks.monitor_overhead"
 SETTINGS = (("off", None), ("every_n_steps=20", 20), ("every_n_steps=1", 1))
 
 
-def training_batches(workdir, batch_size, count):
+def training_batches(workdir, batch_size, count, seed=0):
     """`count` real PicoDet training batches from a freshly generated demo set."""
     from ppdet.core.workspace import create, load_config, merge_config
 
     from slimext.data.demo import generate
 
     data = os.path.join(workdir, "demo")
-    generate(data, num_train=batch_size * count, num_val=batch_size, seed=0)
+    generate(data, num_train=batch_size * count, num_val=batch_size, seed=seed)
     cfg = load_config(DEMO_CONFIG)
     load_config(SLIM_CONFIG)  # the head settings the demo QAT trains with
     merge_config({"TrainDataset": {"dataset_dir": data},

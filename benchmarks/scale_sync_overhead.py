@@ -21,9 +21,6 @@ from slimext.fileio import atomic_write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-DEMO_CONFIG = os.path.join(REPO, "configs", "picodet", "picodet_xs_192_demo_lcnet.yml")
-SLIM_CONFIG = os.path.join(REPO, "configs", "slim", "residual_qat",
-                           "picodet_demo_residual_qat.yml")
 RESULTS = os.path.join(REPO, "benchmarks", "results", "scale_sync_overhead.json")
 REPRODUCE = "python -m benchmarks.scale_sync_overhead"
 MARKER = "== scale sync overhead =="
@@ -31,24 +28,9 @@ MARKER = "== scale sync overhead =="
 
 def rank_batches(workdir, rank, batch_size, count):
     """`count` training batches of demo images that only this rank sees (seed = rank)."""
-    from ppdet.core.workspace import create, load_config, merge_config
+    from benchmarks.monitor_overhead import training_batches
 
-    from slimext.data.demo import generate
-
-    data = os.path.join(workdir, "demo")
-    generate(data, num_train=batch_size * count, num_val=batch_size, seed=rank)
-    cfg = load_config(DEMO_CONFIG)
-    load_config(SLIM_CONFIG)
-    merge_config({"TrainDataset": {"dataset_dir": data},
-                  "TrainReader": {"batch_size": batch_size}})
-    loader = create("TrainReader")(create("TrainDataset")(), 0)
-    batches = []
-    for batch in loader:
-        batch["epoch_id"] = 0
-        batches.append(batch)
-        if len(batches) == count:
-            break
-    return cfg, batches
+    return training_batches(workdir, batch_size, count, seed=rank)
 
 
 def measure(args, workdir):

@@ -187,6 +187,7 @@ def trace_uncovered_joins(model, example_inputs):
     import paddle
 
     from slimext.quant.interception import handling
+    from slimext.quant.joins import flatten_values
 
     if not paddle.in_dynamic_mode():
         raise RuntimeError("the coverage trace needs dygraph mode")
@@ -199,7 +200,7 @@ def trace_uncovered_joins(model, example_inputs):
     try:
         with handling(recorder):
             concrete, _ = static_model.forward.get_concrete_program(*example_inputs)
-        seeds = [value_key(value) for value in _flatten(concrete.inputs)]
+        seeds = [value_key(value) for value in flatten_values(concrete.inputs)]
         return find_uncovered_joins(concrete.main_program, seeds, recorder.seen_outputs)
     finally:
         for layer, forward in zip(layers, forwards):
@@ -208,13 +209,3 @@ def trace_uncovered_joins(model, example_inputs):
             else:
                 layer.__dict__["forward"] = forward
 
-
-def _flatten(value):
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _flatten(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _flatten(item)
-    elif value is not None:
-        yield value

@@ -91,15 +91,20 @@ def _is_activation(value):
     return not value.stop_gradient
 
 
-def _flatten(value):
+def flatten_values(value):
+    """The leaves of nested lists, tuples and dicts (a forward's inputs or outputs)."""
     if isinstance(value, (list, tuple)):
         for item in value:
-            yield from _flatten(item)
+            yield from flatten_values(item)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _flatten(item)
-    elif _is_tensor(value):
+            yield from flatten_values(item)
+    elif value is not None:
         yield value
+
+
+def _flatten(value):
+    return (leaf for leaf in flatten_values(value) if _is_tensor(leaf))
 
 
 class JoinTracer:
