@@ -128,6 +128,10 @@ def render_markdown(report):
                                "{:.1f} ms ({} runs)".format(r["latency_ms"], r["latency_runs"]),
                                r["cpu_threads"]]))
         lines.append("")
+        # The INT8 run's proof that INT8 kernels executed (a fp32 fallback is an error).
+        lines += ["{}: {}".format(label, r["int8_kernels"]) for label, r in inference.items()
+                  if r.get("int8_kernels")]
+        lines.append("")
     sizes = report.get("model_size_mb", {})
     if sizes:
         lines += ["## Exported model size", ""]
