@@ -110,11 +110,9 @@ def install_old_ir_fallbacks():
     for name, builder in _old_ir_builders().items():
         for module in (paddle, paddle.tensor, F):
             original = getattr(module, name, None)
-            if original is None or getattr(original, "_old_ir_fallback", False):
-                continue
-            if getattr(original, "__module__", "") and "generated_tensor_methods_patch" \
-                    not in getattr(original, "__module__", "") and not _is_builtin(original):
-                continue  # a Python implementation that still builds old-IR ops
+            if original is None or getattr(original, "_old_ir_fallback", False) \
+                    or not _bound_to_cpp(original):
+                continue  # absent, done, or a Python implementation that builds old-IR ops
             setattr(module, name, _dispatching(original, builder))
             wrapped.append("{}.{}".format(module.__name__, name))
         # Old-IR variables got these methods bound to the C++ functions too (x.sqrt()).
@@ -125,5 +123,7 @@ def install_old_ir_fallbacks():
     return wrapped
 
 
-def _is_builtin(function):
-    return type(function).__name__ == "builtin_function_or_method"
+def _bound_to_cpp(function):
+    """A C++ builtin, or Paddle's generated Python shim that only forwards to one."""
+    return type(function).__name__ == "builtin_function_or_method" or \
+        "generated_tensor_methods_patch" in (getattr(function, "__module__", "") or "")
