@@ -57,6 +57,37 @@ class MixedJoins(nn.Layer):
         return self.out(d)
 
 
+class SqueezeExcite(nn.Layer):
+    """LCNet's SE block: the input scaled by a gate computed from its pooled channels."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2D(1)
+        self.reduce = nn.Conv2D(channels, channels // 4, 1)
+        self.expand = nn.Conv2D(channels // 4, channels, 1)
+
+    def forward(self, x):
+        gate = F.hardsigmoid(self.expand(F.relu(self.reduce(self.pool(x)))))
+        return paddle.multiply(x, gate)
+
+
+class GatedNet(nn.Layer):
+    """conv + hardswish, an SE gate, a scalar multiply (not a join), a product of two
+    same-shaped maps, a head conv with bias."""
+
+    def __init__(self, channels=16, classes=4):
+        super().__init__()
+        self.stem = nn.Conv2D(3, channels, 3, stride=2, padding=1)
+        self.se = SqueezeExcite(channels)
+        self.mix = nn.Conv2D(channels, channels, 1)
+        self.head = nn.Conv2D(channels, classes, 1)
+
+    def forward(self, x):
+        x = self.se(F.hardswish(self.stem(x))) * 0.5
+        x = F.relu(self.mix(x)) * F.sigmoid(x)
+        return self.head(x).mean(axis=[2, 3])
+
+
 def example_input(size=32, batch=1):
     paddle.seed(0)
     return paddle.randn([batch, 3, size, size])

@@ -1,7 +1,7 @@
 """Join discovery and the per-backend quantization plan (no training, no export)."""
 import pytest
 
-from quant_models import MixedJoins, ResidualNet, example_input
+from quant_models import GatedNet, MixedJoins, ResidualNet, example_input
 from slimext.quant import build_plan, discover_joins
 from slimext.quant.rules import RuleError
 
@@ -65,6 +65,24 @@ def test_concat_inputs_and_output_share_on_onednn():
     group = plan.quantizers["<model>:concat#0/shared"]
     assert group.members == ["<model>:concat#0/in0", "<model>:concat#0/in1",
                              "<model>:concat#0/out"]
+
+
+def test_se_gate_is_a_join_a_product_of_maps_a_multiply_a_scalar_neither():
+    joins = joins_of(GatedNet())
+    # x * sigmoid(...) with a [N, C, 1, 1] gate; `* 0.5` is not a join; and the
+    # product of the two same-shaped maps is a plain multiply.
+    assert set(joins) == {"se:gate#0", "<model>:multiply#1"}
+
+
+def test_gate_is_quantized_on_onednn_only_and_a_product_of_maps_stays_float():
+    joins = list(joins_of(GatedNet()).values())
+    plan = build_plan(joins, [], "onednn")
+    gate, product = plan.joins
+    assert sorted(gate.inputs) == [0, 1] and gate.output is not None
+    assert product.skipped and not product.inputs
+    assert build_plan(joins, [], "tensorrt").joins[0].skipped
+    ruled = build_plan(joins, [], "onednn", rules=[{"type": "multiply", "inputs": "all"}])
+    assert sorted(ruled.joins[1].inputs) == [0, 1]
 
 
 def test_rules_last_match_wins_and_are_reported():

@@ -8,7 +8,7 @@ import numpy as np
 import paddle
 import pytest
 
-from quant_models import MixedJoins, ResidualNet, example_input, train_steps
+from quant_models import GatedNet, MixedJoins, ResidualNet, example_input, train_steps
 from slimext.quant import ExportValidationError, ResidualQAT, validate_saved_model
 
 INPUT_SPEC = [paddle.static.InputSpec([1, 3, 32, 32], "float32", "x")]
@@ -91,6 +91,35 @@ def test_onednn_int8_fuses_conv_with_residual_add(residual_export, tmp_path):
     # INT8 execution tracks the fake-quant model it was trained as.
     scale = np.abs(reference).max()
     assert np.abs(output - reference).max() < 0.25 * scale
+
+
+def _int8_multiplies(log):
+    import re
+
+    counts = re.findall(r"quantized (\d+) (?:fused_)?elementwise_mul ops", log)
+    assert counts, log[-3000:]
+    return int(counts[-1])
+
+
+def test_se_gate_runs_int8_and_tracks_the_fake_quant_model(tmp_path):
+    paddle.seed(0)
+    qat, model = quantize_and_train(GatedNet())
+    prefix = str(tmp_path / "model")
+    report = qat.save_quantized_model(model, prefix, input_spec=INPUT_SPEC)
+    assert report["conv_biases_folded"] == 5   # stem, SE reduce/expand, mix, head
+    output, log = run_int8(prefix, tmp_path)
+    assert _int8_multiplies(log) == 1          # the gate; the product of maps stays float
+    reference = model(example_input()).numpy()
+    assert np.abs(output - reference).max() < 0.05 * np.abs(reference).max()
+
+
+def test_a_gate_skipped_by_rule_runs_float(tmp_path):
+    paddle.seed(0)
+    qat, model = quantize_and_train(GatedNet(), rules=[{"type": "gate", "skip": True}])
+    prefix = str(tmp_path / "model")
+    qat.save_quantized_model(model, prefix, input_spec=INPUT_SPEC)
+    _, log = run_int8(prefix, tmp_path)
+    assert _int8_multiplies(log) == 0
 
 
 def test_shared_groups_export_one_scale(tmp_path):

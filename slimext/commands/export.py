@@ -4,6 +4,7 @@ import os
 from slimext.commands.common import (UserError, load_detection_config, make_parser, parse_flags,
                                      run_command, weights_path)
 from slimext.commands.slim_config import read_slim_config
+from slimext.deploy.conv_bias import rewrite_export_dir
 from slimext.fileio import replace_dir, staging_dir
 
 
@@ -42,6 +43,8 @@ def export_detector(cfg, output_dir, slim_config=None):
     target = os.path.join(output_dir, model_name)
     with staging_dir(output_dir, prefix=".export-") as staging:
         trainer.export(staging)  # writes staging/<model_name>/
+        # A float export gets the conv-bias form that oneDNN fuses (a QDQ export has it).
+        rewrite_export_dir(os.path.join(staging, model_name))
         replace_dir(os.path.join(staging, model_name), target)
     return target
 

@@ -31,25 +31,36 @@ class BackendProfile:
     description: str
     add: PlacementRule
     concat: PlacementRule
+    gate: PlacementRule
     executable_bits: Tuple[int, ...]
 
     def rule_for(self, kind):
         # A subtraction (or an n-way add) is placed like an addition: same fused kernels,
-        # same scale needs; a stack is a concat along a new axis.
-        return self.concat if kind in ("concat", "stack") else self.add
+        # same scale needs; a stack is a concat along a new axis. A product of two
+        # same-shaped activations stays float unless a rule says otherwise.
+        if kind in ("concat", "stack"):
+            return self.concat
+        if kind == "gate":
+            return self.gate
+        return FLOAT if kind == "multiply" else self.add
 
 
 # Every input and the output on one scale: a concat that needs no requantization.
 ONE_SCALE = PlacementRule(inputs="all", output=True, share="all")
+# No quantizer: the runtime runs the op in float.
+FLOAT = PlacementRule(inputs="none", output=False, share="none")
 
 BACKENDS = {
     "onednn": BackendProfile(
         name="onednn",
         description="Paddle Inference on CPU with oneDNN INT8: an add fused into the conv "
                     "before it runs INT8 only when its residual input and its output have "
-                    "scales; inputs may keep their own scales; concat takes one scale.",
+                    "scales; inputs may keep their own scales; concat takes one scale; an "
+                    "SE gate gets scales on both inputs and the output (without them oneDNN "
+                    "takes the gated map's scale from the pooled branch and clips it).",
         add=PlacementRule(inputs="all", output=True, share="none"),
         concat=ONE_SCALE,
+        gate=PlacementRule(inputs="all", output=True, share="none"),
         executable_bits=(8,),
     ),
     "tensorrt": BackendProfile(
@@ -58,6 +69,7 @@ BACKENDS = {
                     "fuse; concat inputs and output share one scale (no requantization).",
         add=PlacementRule(inputs="skip", output=False, share="none"),
         concat=ONE_SCALE,
+        gate=FLOAT,
         executable_bits=(8,),
     ),
     "shared": BackendProfile(
@@ -66,6 +78,7 @@ BACKENDS = {
                     "input and the output of a join share one scale.",
         add=ONE_SCALE,
         concat=ONE_SCALE,
+        gate=FLOAT,
         executable_bits=(8,),
     ),
 }

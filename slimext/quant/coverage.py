@@ -17,9 +17,9 @@ logger = logging.getLogger("slimext.coverage")
 
 # Static op types of the join forms: old IR (Paddle 2.6) and PIR (Paddle 3) names.
 JOIN_OP_TYPES = {"elementwise_add": "add", "elementwise_sub": "subtract", "sum": "add",
-                 "concat": "concat", "stack": "stack",
+                 "elementwise_mul": "multiply", "concat": "concat", "stack": "stack",
                  "pd_op.add": "add", "pd_op.subtract": "subtract", "pd_op.add_n": "add",
-                 "pd_op.concat": "concat", "pd_op.stack": "stack"}
+                 "pd_op.multiply": "multiply", "pd_op.concat": "concat", "pd_op.stack": "stack"}
 QUANTIZABLE_OP_TYPES = ("conv2d", "depthwise_conv2d", "conv2d_transpose", "matmul_v2",
                         "matmul", "mul", "pd_op.conv2d", "pd_op.depthwise_conv2d",
                         "pd_op.conv2d_transpose", "pd_op.matmul")

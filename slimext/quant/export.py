@@ -2,14 +2,16 @@
 
 Steps: trace with the join quantizers active -> drop fake-quant ops whose bit width the
 backend cannot execute (that region stays float, with a warning) -> convert fake-quant
-ops to quantize_linear/dequantize_linear with INT8 weight storage -> validate -> write to
-a temporary name and rename into place, so an existing export survives any failure.
+ops to quantize_linear/dequantize_linear with INT8 weight storage -> put conv biases in the
+form the runtime fuses (slimext.deploy.conv_bias) -> validate -> write to a temporary name
+and rename into place, so an existing export survives any failure.
 """
 import logging
 import os
 
 import paddle
 
+from slimext.deploy.conv_bias import fold_conv_biases
 from slimext.fileio import atomic_write_json, move_into_place, staging_dir
 from slimext.quant.apply import quantizer_key
 from slimext.quant.backends import get_backend
@@ -167,11 +169,13 @@ def _convert_and_validate(staging, base, plan, handler, backend, join_outputs, s
                                "in float", bits, scale_var, backend.name)
             program = _to_qdq(program, scope, place)
             constants = _store_constant_weights_as_int8(program, scope, place)
+            folded_biases = fold_conv_biases(program)
             scale_vars = _scale_vars(plan, handler)
             report = validate_program(program, scope, plan, scale_vars, backend,
                                       join_outputs=join_outputs, strict=strict)
             report["float_regions"] = [{"scale": s, "bits": b} for s, b in dropped]
             report["int8_constants"] = constants
+            report["conv_biases_folded"] = folded_biases
             paddle.static.save_inference_model(
                 os.path.join(staging, base),
                 [program.global_block().var(n) for n in feeds], fetches, exe,

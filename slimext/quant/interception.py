@@ -1,4 +1,4 @@
-"""Route tensor joins written inside `forward` (x + y, paddle.add, concat, ...) to a handler.
+"""Route tensor joins written inside `forward` (x + y, x * g, concat, ...) to a handler.
 
 PaddleSlim only sees `nn.Layer`s; a join written as an operator never passes through one.
 We patch the Paddle entry points that create joins (`PATCH_POINTS`), once per process.
@@ -46,12 +46,35 @@ PATCH_POINTS = (
     PatchPoint("__rsub__", "subtract", "reflected"),
     PatchPoint("add", "add", "binary"),            # paddle.add, paddle.tensor.math.add, x.add(y)
     PatchPoint("subtract", "subtract", "binary"),
+    PatchPoint("__mul__", "multiply", "operator"),  # a gate when one side broadcasts
+    PatchPoint("__rmul__", "multiply", "reflected"),
+    PatchPoint("multiply", "multiply", "binary"),
     PatchPoint("add_n", "add", "list"),            # an n-way add, placed like an add
     PatchPoint("concat", "concat", "list"),
     PatchPoint("stack", "stack", "list"),          # placed like a concat
     PatchPoint("add_", "add", "inplace"),
     PatchPoint("subtract_", "subtract", "inplace"),
+    PatchPoint("multiply_", "multiply", "inplace"),
 )
+
+
+def refined_kind(kind, operands):
+    """'gate' for a multiply that scales a feature map by a broadcast factor (an SE block's
+    x * sigmoid(fc(pool(x))): one operand is 1 where the other is not); else `kind`.
+
+    A gate sits between convs and is worth INT8; a product of two same-shaped maps (a
+    detection head's score times its IoU estimate) is usually post-processing.
+    """
+    if kind != "multiply" or len(operands) != 2:
+        return kind
+    shapes = [getattr(op, "shape", None) for op in operands]
+    if any(shape is None or len(shape) < 3 for shape in shapes) or \
+            len(shapes[0]) != len(shapes[1]):
+        return kind
+    broadcast = any((a == 1) != (b == 1) for a, b in zip(*shapes))
+    return "gate" if broadcast else kind
+
+
 # Where the functions above are bound: the tensor classes (dygraph Tensor, old-IR Variable,
 # PIR Value: methods) and Paddle's modules.
 _FUNCTION_OWNERS = ("paddle", "paddle.tensor", "paddle.tensor.math",
@@ -124,7 +147,8 @@ def _operator_wrapper(original, kind, reflected):
         def compute(a, b):
             return original(b, a) if reflected else original(a, b)
 
-        return handler.on_join(kind, operands, lambda ops: compute(*ops))
+        return handler.on_join(refined_kind(kind, operands), operands,
+                               lambda ops: compute(*ops))
 
     method.__name__ = original.__name__
     return paddle.jit.not_to_static(method)
@@ -135,7 +159,8 @@ def _binary_wrapper(original, kind):
         handler = active_handler()
         if handler is None:
             return original(x, y, name=name)
-        return handler.on_join(kind, [x, y], lambda ops: original(ops[0], ops[1], name=name))
+        return handler.on_join(refined_kind(kind, [x, y]), [x, y],
+                               lambda ops: original(ops[0], ops[1], name=name))
 
     return function
 

@@ -1,5 +1,5 @@
-"""Find the joins of a model: ops that merge two or more activations (add, subtract, concat,
-stack).
+"""Find the joins of a model: ops that merge two or more activations (add, subtract,
+multiply or gate, concat, stack).
 
 One forward pass on example inputs with the interception active records every add /
 subtract / concat / stack, where it ran (layer path, ordinal) and what produced each operand.
@@ -55,6 +55,9 @@ class JoinPoint:
         return (self.kind, tuple(op.ndim for op in self.operands))
 
 
+_OPERATOR_OF_KIND = {"add": "+", "subtract": "-", "multiply": "*", "gate": "*"}
+
+
 @dataclass
 class UnquantizableJoin:
     """A join of activations written in a form interception sees but cannot quantize."""
@@ -65,7 +68,7 @@ class UnquantizableJoin:
 
     def describe(self):
         return "{} ({}, at {}): in-place ops cannot take quantizers; write it as x = x {} y" \
-            .format(self.site, self.form, self.location, "+" if self.kind == "add" else "-")
+            .format(self.site, self.form, self.location, _OPERATOR_OF_KIND[self.kind])
 
 
 def _caller_location():
