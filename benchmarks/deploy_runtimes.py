@@ -1,11 +1,20 @@
 """PicoDet-S 320 on every CPU runtime/precision, and where the oneDNN INT8 time goes.
 
-Builds the float export (the config's random initialisation; latency does not depend on
-the weights) and the ResidualQAT INT8 QDQ export (scales calibrated on demo images, as in
-benchmarks/picodet_s_latency.py), both without box decoding and NMS
-(`export.benchmark=True`), then runs slimext.deploy.bench.run_bench on them (Paddle plain
-fp32, oneDNN fp32, oneDNN INT8, OpenVINO fp32 and INT8 when installed; interleaved runs)
-and profiles the oneDNN fp32 and INT8 programs with oneDNN verbose. Writes
+Builds four exports of one model (the config's random initialisation; latency does not
+depend on the weights), all without box decoding and NMS (`export.benchmark=True`):
+
+- `picodet_s_320_as_traced`: the float program as ppdet traces it (each biased conv is a
+  conv plus a separate add of the reshaped bias);
+- `picodet_s_320_coco_lcnet`: the float export of tools/export_model.py (conv biases in
+  the form oneDNN fuses, slimext.deploy.conv_bias);
+- `picodet_s_320_residual_qat_float_gates`: ResidualQAT INT8 QDQ with the SE gates left
+  float (rule `{type: gate, skip: true}`: the plan before gates were joins);
+- `picodet_s_320_residual_qat`: ResidualQAT INT8 QDQ as shipped (gates INT8);
+
+INT8 scales are calibrated on demo images as in benchmarks/picodet_s_latency.py. Then
+slimext.deploy.bench.run_bench times them all interleaved (Paddle plain fp32, oneDNN fp32,
+oneDNN INT8, OpenVINO fp32 and INT8 when installed), Paddle's profiler breaks each oneDNN
+run down by op type, and oneDNN verbose by primitive. Writes
 benchmarks/results/deploy_runtimes.{json,md} and prints the tables.
 
     python -m benchmarks.deploy_runtimes [--workdir bench_output/deploy_runtimes] [--runs 40]
@@ -13,6 +22,9 @@ benchmarks/results/deploy_runtimes.{json,md} and prints the tables.
 import argparse
 import json
 import os
+import shutil
+
+import yaml
 
 from benchmarks import picodet_s_latency as pico_s
 from slimext.isolation import StepFailed, run_in_fresh_process
@@ -20,10 +32,49 @@ from slimext.isolation import StepFailed, run_in_fresh_process
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/picodet/picodet_s_320_coco_lcnet.yml"
 SLIM = "configs/slim/residual_qat/picodet_s_320_residual_qat.yml"
+FLOAT_GATES_RULE = {"type": "gate", "skip": True}
+
+
+def export_as_traced(config, output_dir, weights):
+    """The float export without the conv-bias rewrite, in output_dir/picodet_s_320_as_traced."""
+    from slimext.commands.common import load_detection_config, parse_flags
+    from slimext.commands.export import build_parser, export_detector
+
+    flags = parse_flags(build_parser(), ["-c", config, "--output_dir", output_dir, "-o",
+                                         "weights=" + weights] + pico_s.EXPORT_OVERRIDES)
+    exported = export_detector(load_detection_config(flags, mode="test"), output_dir,
+                               fold_conv_biases=False)
+    target = os.path.join(output_dir, "picodet_s_320_as_traced")
+    if os.path.isdir(target):
+        shutil.rmtree(target)
+    os.rename(exported, target)
+    return target
+
+
+def float_gates_slim_config(workdir, slim):
+    """The shipped slim config plus the rule that keeps every SE gate float."""
+    with open(slim) as f:
+        data = yaml.safe_load(f)
+    data["ResidualQAT"]["rules"] = list(data["ResidualQAT"].get("rules") or []) + \
+        [FLOAT_GATES_RULE]
+    path = os.path.join(workdir, "picodet_s_320_residual_qat_float_gates.yml")
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f)
+    return path
+
+
+def _int8_export(workdir, config, slim, weights, float_dir, image_dir):
+    from slimext.commands.export import run as export_run
+
+    calibrated = run_in_fresh_process(pico_s.calibrate_quantized_weights, workdir, config,
+                                      slim, weights, float_dir, image_dir)
+    return run_in_fresh_process(export_run, [
+        "-c", config, "--slim_config", slim, "--output_dir", os.path.join(workdir, "int8"),
+        "-o", "weights=" + calibrated["weights"]] + pico_s.EXPORT_OVERRIDES)
 
 
 def build_exports(workdir):
-    """(float_dir, int8_dir), each step in a fresh process (ppdet's global config)."""
+    """{variant: export folder}, each step in a fresh process (ppdet's global config)."""
     from slimext.commands.export import run as export_run
     from slimext.data.demo import generate
 
@@ -34,31 +85,38 @@ def build_exports(workdir):
     built = os.path.join(workdir, "exports.json")
     if os.path.isfile(built):   # reuse the exports of an earlier run
         with open(built) as f:
-            return tuple(json.load(f))
+            exports = json.load(f)
+        if isinstance(exports, dict):
+            return exports
     weights = run_in_fresh_process(pico_s.save_random_weights, workdir, config)
-    float_dir = run_in_fresh_process(export_run, [
+    exports = {"float_as_traced": run_in_fresh_process(
+        export_as_traced, config, os.path.join(workdir, "float"), weights)}
+    exports["float"] = run_in_fresh_process(export_run, [
         "-c", config, "--output_dir", os.path.join(workdir, "float"),
         "-o", "weights=" + weights] + pico_s.EXPORT_OVERRIDES)
-    calibrated = run_in_fresh_process(pico_s.calibrate_quantized_weights, workdir, config,
-                                      slim, weights, float_dir, image_dir)
-    int8_dir = run_in_fresh_process(export_run, [
-        "-c", config, "--slim_config", slim, "--output_dir",
-        os.path.join(workdir, "residual_qat"), "-o", "weights=" + calibrated["weights"]]
-        + pico_s.EXPORT_OVERRIDES)
+    exports["int8_float_gates"] = _int8_export(
+        workdir, config, float_gates_slim_config(workdir, slim), weights, exports["float"],
+        image_dir)
+    exports["int8"] = _int8_export(workdir, config, slim, weights, exports["float"], image_dir)
     with open(built, "w") as f:
-        json.dump([float_dir, int8_dir], f)
-    return float_dir, int8_dir
+        json.dump(exports, f, indent=1)
+    return exports
 
 
 def render_markdown(result):
     from slimext.deploy.bench import format_table
     from slimext.deploy.onednn_profile import format_profile
+    from slimext.deploy.op_profile import format_op_profile
 
     parts = ["# PicoDet-S 320 deployment runtimes", "",
              "Reproduce: `python -m benchmarks.deploy_runtimes`. Random weights, calibrated "
              "scales: latency only; raw head outputs (no decoding, no NMS).", "",
              format_table(result["bench"]), "", "Recommendation: " +
-             result["bench"]["recommendation"], "", "## oneDNN verbose profiles", ""]
+             result["bench"]["recommendation"], "",
+             "## Paddle kernels by op type (Paddle's profiler, steady state)", ""]
+    for profile in result["op_profiles"]:
+        parts += [format_op_profile(profile), ""]
+    parts += ["## oneDNN verbose profiles", ""]
     for profile in result["profiles"]:
         parts += [format_profile(profile), ""]
     return "\n".join(parts)
@@ -75,15 +133,22 @@ def main(argv=None):
     from slimext.analysis.sensitivity_report import write_atomically, write_text
     from slimext.deploy.bench import run_bench
     from slimext.deploy.onednn_profile import profile_onednn
+    from slimext.deploy.op_profile import profile_ops
 
     workdir = os.path.abspath(flags.workdir)
     try:
-        float_dir, int8_dir = build_exports(workdir)
+        exports = build_exports(workdir)
     except StepFailed as error:
         raise SystemExit("building the exports failed: {}".format(error))
-    bench = run_bench([float_dir, int8_dir], runs=flags.runs, max_seconds=flags.max_seconds)
-    profiles = [profile_onednn(float_dir, "onednn"), profile_onednn(int8_dir, "int8")]
-    result = {"bench": bench, "profiles": profiles}
+    order = ("float_as_traced", "float", "int8_float_gates", "int8")
+    bench = run_bench([exports[v] for v in order], runs=flags.runs,
+                      max_seconds=flags.max_seconds)
+    precisions = {"float_as_traced": "onednn", "float": "onednn", "int8_float_gates": "int8",
+                  "int8": "int8"}
+    op_profiles = [profile_ops(exports[v], precisions[v]) for v in order]
+    profiles = [profile_onednn(exports["float"], "onednn"), profile_onednn(exports["int8"], "int8")]
+    result = {"exports": exports, "bench": bench, "op_profiles": op_profiles,
+              "profiles": profiles}
     markdown = render_markdown(result)
     print(markdown)
 

@@ -17,11 +17,12 @@ def build_parser():
     return parser
 
 
-def export_detector(cfg, output_dir, slim_config=None):
+def export_detector(cfg, output_dir, slim_config=None, fold_conv_biases=True):
     """Export cfg.weights to output_dir/<config name>; return that folder.
 
     The export is written beside the target first and swapped in only when complete, so a
-    failed export never destroys an existing one.
+    failed export never destroys an existing one. fold_conv_biases=False keeps a float
+    program as ppdet traces it (to measure what the rewrite buys).
     """
     from ppdet.engine import Trainer
     from ppdet.slim import build_slim_model
@@ -43,8 +44,8 @@ def export_detector(cfg, output_dir, slim_config=None):
     target = os.path.join(output_dir, model_name)
     with staging_dir(output_dir, prefix=".export-") as staging:
         trainer.export(staging)  # writes staging/<model_name>/
-        # A float export gets the conv-bias form that oneDNN fuses (a QDQ export has it).
-        rewrite_export_dir(os.path.join(staging, model_name))
+        if fold_conv_biases:   # a QDQ export has the fusable form already
+            rewrite_export_dir(os.path.join(staging, model_name))
         replace_dir(os.path.join(staging, model_name), target)
     return target
 

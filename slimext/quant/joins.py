@@ -55,6 +55,7 @@ class JoinPoint:
         return (self.kind, tuple(op.ndim for op in self.operands))
 
 
+_PRODUCT_KINDS = ("gate", "multiply")
 _OPERATOR_OF_KIND = {"add": "+", "subtract": "-", "multiply": "*", "gate": "*"}
 
 
@@ -166,6 +167,10 @@ class JoinTracer:
         described = [self._describe(op, frame.path) for op in operands]
         if sum(op.is_activation for op in described) < 2:
             self.non_joins.append(site)
+            # `gate * 0.5`, `y + bias`: what a layer then takes still comes from the join.
+            origin = next((op.producer for op in described if op.producer in self.joins), None)
+            if origin is not None:
+                self._record(result, origin)
             return result
         self._record(result, site)
         if site in self.joins:
@@ -198,9 +203,14 @@ class JoinTracer:
             self._record(tensor, "<input>")
 
     def finish(self):
-        """Joins after the last conv/linear (post-processing, loss) are not worth quantizing."""
+        """Joins after the last conv/linear (post-processing, loss) are not worth quantizing;
+        nor is a product whose output no layer takes (directly, or through a scalar or
+        constant op): a multi-level head scores level 0 (sigmoid(cls) * iou) before level
+        1's convs run, so only data flow tells."""
         for join in self.joins.values():
             join.followed_by_quantizable = self._last_quantizable_call > join.output_order
+            if join.kind in _PRODUCT_KINDS and not join.consumers:
+                join.followed_by_quantizable = False
         return list(self.joins.values())
 
     def close(self):
