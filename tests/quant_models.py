@@ -88,6 +88,23 @@ class GatedNet(nn.Layer):
         return self.head(x).mean(axis=[2, 3])
 
 
+class TwoLevelScores(nn.Layer):
+    """A detection head's per-level scoring: sigmoid(cls) * sigmoid(iou) (a broadcast
+    product) for level 0 runs before level 1's convs; no layer takes the scores."""
+
+    def __init__(self, channels=8, classes=4):
+        super().__init__()
+        self.stem = nn.Conv2D(3, channels, 3, padding=1)
+        self.cls = nn.LayerList([nn.Conv2D(channels, classes, 1) for _ in range(2)])
+        self.iou = nn.LayerList([nn.Conv2D(channels, 1, 1) for _ in range(2)])
+
+    def forward(self, x):
+        feats = [self.stem(x), F.avg_pool2d(self.stem(x), 2)]
+        scores = [F.sigmoid(self.cls[i](f)) * F.sigmoid(self.iou[i](f))
+                  for i, f in enumerate(feats)]
+        return paddle.concat([s.flatten(2) for s in scores], axis=2)
+
+
 def example_input(size=32, batch=1):
     paddle.seed(0)
     return paddle.randn([batch, 3, size, size])

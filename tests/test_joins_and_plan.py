@@ -1,7 +1,7 @@
 """Join discovery and the per-backend quantization plan (no training, no export)."""
 import pytest
 
-from quant_models import GatedNet, MixedJoins, ResidualNet, example_input
+from quant_models import GatedNet, MixedJoins, ResidualNet, TwoLevelScores, example_input
 from slimext.quant import build_plan, discover_joins
 from slimext.quant.rules import RuleError
 
@@ -83,6 +83,15 @@ def test_gate_is_quantized_on_onednn_only_and_a_product_of_maps_stays_float():
     assert build_plan(joins, [], "tensorrt").joins[0].skipped
     ruled = build_plan(joins, [], "onednn", rules=[{"type": "multiply", "inputs": "all"}])
     assert sorted(ruled.joins[1].inputs) == [0, 1]
+
+
+def test_a_score_product_no_layer_takes_stays_float_though_convs_run_after_it():
+    joins = joins_of(TwoLevelScores())
+    assert joins["<model>:gate#0"].kind == "gate"
+    plan = build_plan(list(joins.values()), [], "onednn")
+    skipped = {p.site: p.skipped for p in plan.joins if p.skipped}
+    assert "<model>:gate#0" in skipped and "<model>:gate#1" in skipped
+    assert not plan.quantizers
 
 
 def test_rules_last_match_wins_and_are_reported():

@@ -1,0 +1,130 @@
+"""ResNet-18 224 INT8 latency: ResidualQAT vs PaddleSlim QAT vs oneDNN fp32, one run.
+
+Latency does not depend on what the weights learned, so this trains only briefly (the
+steps of benchmarks/resnet18_qat.py on a small split, each in a fresh process), exports the
+float model and both QAT models, then times Paddle Inference oneDNN fp32 and the two oneDNN
+INT8 programs interleaved (one run of each per round: machine load hits all alike) and
+counts, from each INT8 pass log, the residual adds fused into INT8 convolutions. Writes
+benchmarks/results/resnet18_latency.{json,md}. Accuracy lives in benchmarks/qat_compare.py.
+
+    python -m benchmarks.resnet18_latency [--workdir bench_output/resnet18_latency] [--runs 60]
+"""
+import argparse
+import json
+import os
+import re
+
+import numpy as np
+
+from slimext.isolation import StepFailed, run_in_fresh_process
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZES = {"train": 64, "val": 16}
+CASES = (("float", "onednn", "float, oneDNN fp32"),
+         ("paddleslim_qat", "int8", "PaddleSlim QAT, oneDNN INT8"),
+         ("residual_qat", "int8", "ResidualQAT, oneDNN INT8"))
+
+
+def build_models(workdir, seed=0):
+    """{method: model_dir}, reused from an earlier run of the same workdir."""
+    from benchmarks import resnet18_qat as resnet
+
+    built = os.path.join(workdir, "models.json")
+    if os.path.isfile(built):
+        with open(built) as f:
+            return json.load(f)
+    dirs = {"float": run_in_fresh_process(resnet.train_float, workdir, 1, seed,
+                                          SIZES)["model_dir"]}
+    for method in resnet.METHODS:
+        dirs[method] = run_in_fresh_process(resnet.train_qat, workdir, method, 1, seed,
+                                            SIZES)["model_dir"]
+    with open(built, "w") as f:
+        json.dump(dirs, f, indent=1)
+    return dirs
+
+
+def _fused_residual_convs(pass_log):
+    counts = re.findall(r"quantized (\d+) (?:fused_)?conv2d ops with residual", pass_log)
+    return sum(int(c) for c in counts)
+
+
+def time_cases(dirs, runs, max_seconds, cpu_threads=2):
+    """Rows of median/p90 ms per case, timed round-robin in this process."""
+    from paddle import inference
+
+    from slimext.deploy.bench import time_interleaved
+    from slimext.deploy.native_log import capture_native_stderr
+    from slimext.deploy.predictor import create_config
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype("float32")
+    runners, rows = [], []
+    for method, precision, label in CASES:
+        config = create_config(os.path.join(dirs[method]), precision, cpu_threads)
+        with capture_native_stderr(echo=False) as log:
+            predictor = inference.create_predictor(config)
+        handle = predictor.get_input_handle(predictor.get_input_names()[0])
+        handle.reshape(x.shape)
+        handle.copy_from_cpu(x)
+        for _ in range(5):
+            predictor.run()
+        runners.append(predictor.run)
+        rows.append({"case": label, "method": method, "precision": precision,
+                     "fused_residual_convs": _fused_residual_convs(log.text)
+                     if precision == "int8" else None})
+    for row, times in zip(rows, time_interleaved(runners, runs, max_seconds)):
+        row.update(median_ms=float(np.median(times)), p90_ms=float(np.percentile(times, 90)),
+                   runs=len(times))
+    return rows
+
+
+def render_markdown(result):
+    rows = {row["method"]: row for row in result["rows"]}
+    lines = ["# ResNet-18 224 INT8 latency", "",
+             "Reproduce: `python -m benchmarks.resnet18_latency`. Briefly trained weights "
+             "(latency only), batch 1, {} threads, interleaved.".format(result["cpu_threads"]),
+             "", "machine: " + result["machine"], "",
+             "| case | median ms | p90 ms | runs | residual adds fused into INT8 convs |",
+             "|---|---|---|---|---|"]
+    for row in result["rows"]:
+        fused = "-" if row["fused_residual_convs"] is None else row["fused_residual_convs"]
+        lines.append("| {} | {:.1f} | {:.1f} | {} | {} |".format(
+            row["case"], row["median_ms"], row["p90_ms"], row["runs"], fused))
+    lines += ["", "ResidualQAT INT8 / PaddleSlim INT8: {:.2f}; ResidualQAT INT8 / oneDNN fp32: "
+              "{:.2f}".format(rows["residual_qat"]["median_ms"] / rows["paddleslim_qat"]["median_ms"],
+                              rows["residual_qat"]["median_ms"] / rows["float"]["median_ms"])]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default="bench_output/resnet18_latency")
+    parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "benchmarks", "results"))
+    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--max_seconds", type=float, default=20.0)
+    parser.add_argument("--cpu_threads", type=int, default=2)
+    flags = parser.parse_args(argv)
+
+    from slimext.analysis.sensitivity_report import write_atomically, write_text
+    from slimext.deploy.hardware import isa_line
+
+    workdir = os.path.abspath(flags.workdir)
+    try:
+        dirs = build_models(workdir)
+    except StepFailed as error:
+        raise SystemExit("building the models failed: {}".format(error))
+    result = {"machine": isa_line(), "cpu_threads": flags.cpu_threads,
+              "load_average_at_start": os.getloadavg()[0],
+              "rows": time_cases(dirs, flags.runs, flags.max_seconds, flags.cpu_threads)}
+    markdown = render_markdown(result)
+    print(markdown)
+
+    def write_json(tmp):
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=2)
+
+    write_atomically(os.path.join(flags.results_dir, "resnet18_latency.json"), write_json)
+    write_text(os.path.join(flags.results_dir, "resnet18_latency.md"), markdown)
+
+
+if __name__ == "__main__":
+    main()
