@@ -119,7 +119,7 @@ def _place_join(join, settings, source, quantizers):
         placement.skipped = "skip set by {}".format(source)
         return placement
     if not join.followed_by_quantizable:
-        placement.skipped = "no conv/linear runs after it (post-processing or loss)"
+        placement.skipped = "no conv/linear uses its output (post-processing or loss)"
         return placement
     members = ["{}/in{}".format(join.site, i)
                for i in _input_indices(join, settings["inputs"])]
