@@ -91,3 +91,22 @@ def test_a_reshaped_parameter_added_to_a_non_conv_output_is_left_alone(tmp_path)
     before = open(prefix + ".pdmodel", "rb").read()
     assert rewrite_saved_model(prefix) == 0
     assert open(prefix + ".pdmodel", "rb").read() == before
+
+
+def test_command_rewrites_an_export_folder_and_refuses_a_wrong_one(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    paddle.seed(0)
+    prefix = save(GatedNet(), tmp_path)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for ext in (".pdmodel", ".pdiparams"):
+        shutil.move(prefix + ext, str(folder / ("model" + ext)))
+    command = [sys.executable, "-m", "slimext.deploy.conv_bias"]
+    done = subprocess.run(command + [str(folder)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "5 conv biases folded" in done.stdout, done.stderr[-2000:]
+    refused = subprocess.run(command + [str(tmp_path / "nothing")], capture_output=True,
+                             text=True, timeout=300)
+    assert refused.returncode != 0 and "has no model.pdmodel" in refused.stderr

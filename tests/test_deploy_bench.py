@@ -1,5 +1,6 @@
 """tools/deploy_bench.py: every case an export allows, the machine line, a recommendation."""
 import json
+import os
 
 from conftest import run_tool_ok
 from slimext.deploy.bench import applicable_cases, recommendation
@@ -99,3 +100,23 @@ def test_profile_counts_every_int8_conv_of_the_program(qdq_export):
     convs = [p for p in profile["primitives"] if p["kind"] == "convolution"]
     assert sum(p["calls"] for p in convs if p["detail"].startswith("int8")) == report.int8_convs
     assert 0 < profile["onednn_ms"] < profile["wall_ms"]
+
+
+def test_op_profile_counts_each_conv_once_per_run_and_leaves_no_file(float_export, qdq_export,
+                                                                    tmp_path, monkeypatch):
+    from slimext.deploy.op_profile import profile_ops
+    from slimext.deploy.predictor import DetectorPredictor
+
+    monkeypatch.chdir(tmp_path)
+    report = DetectorPredictor(qdq_export, "int8").int8_report
+    int8 = profile_ops(qdq_export, "int8", runs=3, warmup=1)
+    calls = {row["op"]: row["calls"] for row in int8["ops"]}
+    assert calls["fused_conv2d"] == report.convs
+    assert 0 < int8["kernel_ms"] and int8["ops_per_run"] >= report.convs
+    fp32 = profile_ops(float_export, "onednn", runs=3, warmup=1)
+    # the export's conv biases are fused: of the 17 adds the head's biased convs and
+    # LCPAN's top level once ran, only the one between two activations is left
+    adds = sum(row["calls"] for row in fp32["ops"]
+               if row["op"] in ("elementwise_add", "fused_elementwise_add"))
+    assert adds <= 1
+    assert os.listdir(str(tmp_path)) == []

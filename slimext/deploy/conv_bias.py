@@ -9,6 +9,7 @@ dropping the reshape changes no number and lets the passes fold the bias into th
 
     folded = fold_conv_biases(program)        # a static (old-IR) Program, in place
     rewrite_saved_model("out/model")          # out/model.pdmodel, .pdiparams unchanged
+    python -m slimext.deploy.conv_bias output_inference/picodet_s_320_coco_lcnet
 """
 import os
 
@@ -101,3 +102,21 @@ def rewrite_saved_model(path_prefix):
 def rewrite_export_dir(model_dir):
     """`rewrite_saved_model` for a ppdet export folder (model.pdmodel)."""
     return rewrite_saved_model(os.path.join(model_dir, "model"))
+
+
+def main(argv=None):
+    """`python -m slimext.deploy.conv_bias DIR...`: rewrite exports made elsewhere (e.g. by
+    PaddleDetection's own tools/export_model.py)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split(":")[0])
+    parser.add_argument("model_dirs", nargs="+", help="export folders with model.pdmodel")
+    for model_dir in parser.parse_args(argv).model_dirs:
+        if not os.path.isfile(os.path.join(model_dir, "model.pdmodel")):
+            raise SystemExit("{} has no model.pdmodel (an export folder is needed)"
+                             .format(model_dir))
+        print("{}: {} conv biases folded".format(model_dir, rewrite_export_dir(model_dir)))
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 # One event line of the summary; nested events (indented) are the executor's own.
@@ -71,10 +72,12 @@ def _profiled_totals(model_dir, precision, runs, warmup, cpu_threads, timeout):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
-    result = subprocess.run(
-        [sys.executable, "-m", "slimext.deploy.op_profile", model_dir, precision, str(runs),
-         str(warmup), str(cpu_threads)],
-        capture_output=True, text=True, timeout=timeout, env=env)
+    # The profiler also writes profile.log into the working directory: a scratch one.
+    with tempfile.TemporaryDirectory(prefix="slimext_op_profile_") as scratch:
+        result = subprocess.run(
+            [sys.executable, "-m", "slimext.deploy.op_profile", os.path.abspath(model_dir),
+             precision, str(runs), str(warmup), str(cpu_threads)],
+            capture_output=True, text=True, timeout=timeout, env=env, cwd=scratch)
     if result.returncode != 0:
         raise RuntimeError("profiling {} ({}) failed:\n{}".format(
             model_dir, precision, result.stderr[-2000:]))
