@@ -104,19 +104,32 @@ def test_profile_counts_every_int8_conv_of_the_program(qdq_export):
 
 def test_op_profile_counts_each_conv_once_per_run_and_leaves_no_file(float_export, qdq_export,
                                                                     tmp_path, monkeypatch):
+    from slimext.deploy.int8_kernels import CONV_OP_TYPES, _read_program
     from slimext.deploy.op_profile import profile_ops
     from slimext.deploy.predictor import DetectorPredictor
 
     monkeypatch.chdir(tmp_path)
     report = DetectorPredictor(qdq_export, "int8").int8_report
     int8 = profile_ops(qdq_export, "int8", runs=3, warmup=1)
-    calls = {row["op"]: row["calls"] for row in int8["ops"]}
-    assert calls["fused_conv2d"] == report.convs
+    conv_calls = sum(row["calls"] for row in int8["ops"] if row["op"] in CONV_OP_TYPES)
+    assert conv_calls == report.convs
     assert 0 < int8["kernel_ms"] and int8["ops_per_run"] >= report.convs
     fp32 = profile_ops(float_export, "onednn", runs=3, warmup=1)
-    # the export's conv biases are fused: of the 17 adds the head's biased convs and
-    # LCPAN's top level once ran, only the one between two activations is left
+    # every conv-bias add of the export is fused into its conv: only the adds of two
+    # activations (LCPAN's top level, box decoding) still run
     adds = sum(row["calls"] for row in fp32["ops"]
                if row["op"] in ("elementwise_add", "fused_elementwise_add"))
-    assert adds <= 1
+    program = _read_program(os.path.join(float_export, "model.pdmodel"))
+    persistable = {var.name for var in program.blocks[0].vars if var.persistable}
+    ops = program.blocks[0].ops
+    conv_outputs = {arg for op in ops if op.type in CONV_OP_TYPES for var in op.outputs
+                    for arg in var.arguments}
+
+    def argument(op, parameter):
+        return next(var.arguments[0] for var in op.inputs if var.parameter == parameter)
+
+    saved_adds = [op for op in ops if op.type == "elementwise_add"]
+    bias_adds = [op for op in saved_adds if argument(op, "Y") in persistable
+                 and argument(op, "X") in conv_outputs]
+    assert len(bias_adds) >= 16 and adds == len(saved_adds) - len(bias_adds)
     assert os.listdir(str(tmp_path)) == []

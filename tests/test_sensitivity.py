@@ -219,9 +219,10 @@ def test_cli_on_demo_picodet_writes_report_and_a_usable_slim_config(
                               trained_weights, out))
     assert "rank  unit" in result.stdout and "suggested_slim.yml" in result.stdout
     data = json.loads((out / "sensitivity.json").read_text())
-    assert data["settings"]["num_batches"] == 1 and data["settings"]["units"] == 105
+    # 98 convs + 25 join quantizers: 4 shared concats, the add's 3, 3 for each of 6 SE gates
+    assert data["settings"]["num_batches"] == 1 and data["settings"]["units"] == 123
     units = data["ranking"]["units"]
-    assert len(units) == 105 and float(units[0]["value"]) <= float(units[-1]["value"])
+    assert len(units) == 123 and float(units[0]["value"]) <= float(units[-1]["value"])
     assert all(u["delta_vs_quant"] is None or u["delta_vs_quant"] > -1.0 for u in units)
     assert (out / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
     suggested = yaml.safe_load((out / "suggested_slim.yml").read_text())
@@ -248,7 +249,7 @@ def test_cli_map_measures_only_the_candidates(trained_weights, dataset_overrides
                      dataset_overrides, trained_weights, out))
     data = json.loads((out / "sensitivity.json").read_text())
     assert data["ranking"]["metric"] == "map" and len(data["ranking"]["units"]) == 2
-    assert len(data["screening"]["units"]) == 105
+    assert len(data["screening"]["units"]) == 123
     top_sqnr = {u["unit"] for u in data["screening"]["units"][:2]}
     assert {u["unit"] for u in data["ranking"]["units"]} == top_sqnr
     assert all(0.0 <= u["value"] <= 1.0 for u in data["ranking"]["units"])

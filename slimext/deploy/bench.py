@@ -20,6 +20,7 @@ from slimext.deploy.hardware import describe_machine, isa_line
 from slimext.deploy.int8_kernels import Int8NotUsedError, is_qdq_program
 from slimext.deploy.latency import latency_of
 from slimext.deploy.predictor import check_model_dir
+from slimext.deploy.preprocess import bench_image
 from slimext.deploy.runtimes import create_detector
 
 # (runtime, precision) -> label, and whether it is an fp32 or an INT8 way to deploy.
@@ -49,20 +50,6 @@ def applicable_cases(model_dir, runtimes):
     table = QDQ_PRECISIONS if is_qdq_program(os.path.join(model_dir, "model.pdmodel")) \
         else FLOAT_PRECISIONS
     return [(runtime, precision) for runtime in runtimes for precision in table[runtime]]
-
-
-def bench_image(model_dir, image_path=None):
-    """The image to time: the given file, or a fixed random one at the model's input size."""
-    from slimext.deploy.preprocess import load_image
-
-    if image_path:
-        return load_image(image_path)
-    import yaml
-
-    with open(os.path.join(model_dir, "infer_cfg.yml")) as f:
-        steps = yaml.safe_load(f).get("Preprocess", [])
-    size = next((s["target_size"] for s in steps if s.get("type") == "Resize"), [320, 320])
-    return np.random.RandomState(0).randint(0, 256, (size[0], size[1], 3)).astype(np.uint8)
 
 
 def _load_case(model_dir, runtime, precision, image, cpu_threads, warmup):

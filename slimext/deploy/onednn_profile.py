@@ -84,7 +84,7 @@ def summarize_verbose(lines, runs):
 
 
 def _worker(model_dir, precision, runs, warmup, cpu_threads):
-    from slimext.deploy.bench import bench_image
+    from slimext.deploy.preprocess import bench_image
     from slimext.deploy.runtimes import create_detector
 
     detector = create_detector(model_dir, "paddle", precision, cpu_threads)

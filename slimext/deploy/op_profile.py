@@ -46,7 +46,7 @@ def _worker(model_dir, precision, runs, warmup, cpu_threads):
 
     import yaml
 
-    from slimext.deploy.bench import bench_image
+    from slimext.deploy.preprocess import bench_image
     from slimext.deploy.predictor import create_config
     from slimext.deploy.preprocess import Preprocess
 

@@ -75,7 +75,7 @@ def profile_nodes(model_dir, precision, runs=50, warmup=10, cpu_threads=2):
     execution precision (the plugin's per-node counters), and the wall time per run."""
     import time
 
-    from slimext.deploy.bench import bench_image
+    from slimext.deploy.preprocess import bench_image
 
     detector = OpenVINODetector(model_dir, precision, cpu_threads, per_node_timing=True)
     inputs = detector.preprocess(bench_image(model_dir))

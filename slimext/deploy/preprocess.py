@@ -3,6 +3,8 @@
 Mirrors ppdet's Decode/Resize/NormalizeImage/Permute so the predictor sees exactly what the
 dygraph model saw during evaluation (same resize call, same float order of operations).
 """
+import os
+
 import cv2
 import numpy as np
 
@@ -83,3 +85,15 @@ class Preprocess:
             image = transform(image, info)
         return {"image": image[None], "im_shape": info["im_shape"][None],
                 "scale_factor": info["scale_factor"][None]}
+
+
+def bench_image(model_dir, image_path=None):
+    """The image to time: the given file, or a fixed random one at the model's input size."""
+    if image_path:
+        return load_image(image_path)
+    import yaml
+
+    with open(os.path.join(model_dir, "infer_cfg.yml")) as f:
+        steps = yaml.safe_load(f).get("Preprocess", [])
+    size = next((s["target_size"] for s in steps if s.get("type") == "Resize"), [320, 320])
+    return np.random.RandomState(0).randint(0, 256, (size[0], size[1], 3)).astype(np.uint8)
