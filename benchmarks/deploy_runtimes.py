@@ -159,7 +159,7 @@ def main(argv=None):
     parser.add_argument("--max_seconds", type=float, default=15.0)
     flags = parser.parse_args(argv)
 
-    from slimext.analysis.sensitivity_report import write_atomically, write_text
+    from benchmarks.qat_compare import write_results
     from slimext.deploy.bench import run_bench
     from slimext.deploy.onednn_profile import profile_onednn
 
@@ -177,15 +177,7 @@ def main(argv=None):
     profiles = [profile_onednn(exports["float"], "onednn"), profile_onednn(exports["int8"], "int8")]
     result = {"exports": exports, "bench": bench, "op_profiles": op_profiles,
               "profiles": profiles, "openvino_profiles": openvino_profiles(exports)}
-    markdown = render_markdown(result)
-    print(markdown)
-
-    def write_json(tmp):
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=2)
-
-    write_atomically(os.path.join(flags.results_dir, "deploy_runtimes.json"), write_json)
-    write_text(os.path.join(flags.results_dir, "deploy_runtimes.md"), markdown)
+    write_results(flags.results_dir, "deploy_runtimes", result, render_markdown(result))
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ def main(argv=None):
     parser.add_argument("--cpu_threads", type=int, default=2)
     flags = parser.parse_args(argv)
 
-    from slimext.analysis.sensitivity_report import write_atomically, write_text
+    from benchmarks.qat_compare import write_results
     from slimext.deploy.hardware import isa_line
 
     workdir = os.path.abspath(flags.workdir)
@@ -115,15 +115,7 @@ def main(argv=None):
     result = {"machine": isa_line(), "cpu_threads": flags.cpu_threads,
               "load_average_at_start": os.getloadavg()[0],
               "rows": time_cases(dirs, flags.runs, flags.max_seconds, flags.cpu_threads)}
-    markdown = render_markdown(result)
-    print(markdown)
-
-    def write_json(tmp):
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=2)
-
-    write_atomically(os.path.join(flags.results_dir, "resnet18_latency.json"), write_json)
-    write_text(os.path.join(flags.results_dir, "resnet18_latency.md"), markdown)
+    write_results(flags.results_dir, "resnet18_latency", result, render_markdown(result))
 
 
 if __name__ == "__main__":
