@@ -3,6 +3,7 @@
 Pictures are linked relative to the report (they sit beside it in the demo's workdir), and
 the runtime section says which precision is fastest on the machine that ran it, and why.
 """
+from slimext.deploy.bench import MIN_SPEEDUP
 from slimext.deploy.hardware import isa_line
 
 # Below this relative difference two latencies count as equal (run-to-run noise on a
@@ -69,7 +70,7 @@ def _int8_advice(onednn, int8, machine, sizes):
         why = ("this CPU has no VNNI or AMX ({} only), so oneDNN's INT8 kernels have no "
                "INT8 dot-product instruction and still pay for quantize/dequantize steps"
                .format(vector_words(machine)))
-    if speedup >= 1 + SAME_SPEED:
+    if speedup >= MIN_SPEEDUP:
         return ["INT8 is {:.1f}x faster than oneDNN fp32 ({}): {}. Ship the INT8 model "
                 "(`inference/int8/`, `--precision int8`).".format(speedup, accuracy, why)]
     if hardware:
@@ -78,7 +79,11 @@ def _int8_advice(onednn, int8, machine, sizes):
                    "outweigh the faster convolutions.")
     else:
         verdict = "INT8 is {} oneDNN fp32 ({:.1f} vs {:.1f} ms, {}): {}."
-    pace = "as fast as" if speedup > 1 - SAME_SPEED else "slower than"
+    if speedup >= 1 + SAME_SPEED:
+        pace = "only {:.2f}x faster than (below the {:.1f}x that pays for its accuracy risk)" \
+            .format(speedup, MIN_SPEEDUP)
+    else:
+        pace = "as fast as" if speedup > 1 - SAME_SPEED else "slower than"
     smaller = ""
     if sizes.get("float") and sizes.get("int8"):
         smaller = " (and where a file {:.0%} of the float one matters)".format(
@@ -108,7 +113,12 @@ def render_markdown(report):
     advice = runtime_advice(inference, machine, report.get("model_size_mb"))
     if advice:
         lines += ["## Which runtime to use on this machine", ""]
-        lines += ["- " + sentence for sentence in advice] + [""]
+        lines += ["- " + sentence for sentence in advice]
+        bench = report.get("bench")
+        if bench:   # the same verdict as tools/deploy_bench.py on these two exports
+            lines.append("- `tools/deploy_bench.py` on both exports: {}.".format(
+                bench["recommendation"]))
+        lines.append("")
     dygraph = [(label, report[key]) for key, label in
                (("dygraph", "float"), ("dygraph_qat", "ResidualQAT (fake-quant)"))
                if report.get(key)]
@@ -125,7 +135,9 @@ def render_markdown(report):
                   _row(["---"] * 5)]
         for label, r in inference.items():
             lines.append(_row([label, "{:.3f}".format(r["mAP"]), "{:.3f}".format(r["mAP50"]),
-                               "{:.1f} ms ({} runs)".format(r["latency_ms"], r["latency_runs"]),
+                               "{:.1f} ms ({} runs{})".format(
+                                   r["latency_ms"], r["latency_runs"],
+                                   ", interleaved" if r.get("interleaved") else ""),
                                r["cpu_threads"]]))
         lines.append("")
         # The INT8 run's proof that INT8 kernels executed (a fp32 fallback is an error).

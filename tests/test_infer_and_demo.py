@@ -35,7 +35,11 @@ def test_quick_demo_writes_report(tmp_path):
         assert (workdir / link).is_file(), link
     assert "](detections.png)" in text and "](metrics.png)" in text
     assert "## Which runtime to use on this machine" in text
+    # Latencies come from one interleaved run of both exports, with deploy_bench's verdict.
+    assert all(report["inference"][k].get("interleaved") for k in ("float/onednn",
+                                                                    "int8/onednn"))
+    assert "`tools/deploy_bench.py` on both exports:" in text
     # The INT8 run says, in one line, which kernels really ran INT8.
     assert re.search(r"int8/onednn: INT8 kernels: \d+ of \d+ convs", text), text[-1500:]
     # Progress bars are for terminals: a piped run shows stage lines only.
-    assert "stage 2/12: train done in" in result.stdout and "epoch 1/1" not in result.stdout
+    assert "stage 2/13: train done in" in result.stdout and "epoch 1/1" not in result.stdout
