@@ -107,8 +107,13 @@ def build_exports(workdir):
 def steadiest_op_profiles(exports, order, precisions, rounds=2):
     """Each variant profiled `rounds` times in alternating order, the faster kept: a
     profile's absolute times follow the machine's state while it ran."""
-    from slimext.deploy.op_profile import profile_ops
+    from slimext.deploy.op_profile import OpProfileUnavailable, check_available, profile_ops
 
+    try:
+        check_available()
+    except OpProfileUnavailable as reason:
+        print("no op profiles: {}".format(reason))
+        return []
     best = {}
     for _ in range(rounds):
         for variant in order:

@@ -90,8 +90,26 @@ def _profiled_totals(model_dir, precision, runs, warmup, cpu_threads, timeout):
     return totals, timing["wall_ms"]
 
 
+class OpProfileUnavailable(RuntimeError):
+    """The installed Paddle's inference profiler prints no op summary."""
+
+
+def check_available():
+    """Paddle 2.6's Paddle Inference accepts enable_profile() but prints nothing."""
+    import paddle
+
+    from slimext.compat.versions import paddle_at_least
+
+    if not paddle_at_least(3, 0, 0):
+        raise OpProfileUnavailable(
+            "Paddle Inference {} prints no op profile (it does from Paddle 3.0 on): run it "
+            "on the paddle33 stack, or use slimext.deploy.onednn_profile, which works on "
+            "both".format(paddle.__version__))
+
+
 def profile_ops(model_dir, precision, runs=30, warmup=5, cpu_threads=2, timeout=600):
     """Steady-state ms and calls per run of each op type ('fp32', 'onednn' or 'int8')."""
+    check_available()
     timed, wall_ms = _profiled_totals(model_dir, precision, runs, warmup, cpu_threads, timeout)
     warm, _ = _profiled_totals(model_dir, precision, 0, warmup, cpu_threads, timeout)
     rows = []
