@@ -20,7 +20,6 @@ benchmarks/results/deploy_runtimes.{json,md} and prints the tables.
 
     python -m benchmarks.deploy_runtimes [--workdir bench_output/deploy_runtimes] [--runs 40]
 """
-import argparse
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ import shutil
 import yaml
 
 from benchmarks import picodet_s_latency as pico_s
-from slimext.isolation import StepFailed, run_in_fresh_process
+from slimext.isolation import run_in_fresh_process
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/picodet/picodet_s_320_coco_lcnet.yml"
@@ -157,22 +156,12 @@ def render_markdown(result):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default="bench_output/deploy_runtimes")
-    parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "benchmarks", "results"))
-    parser.add_argument("--runs", type=int, default=40)
-    parser.add_argument("--max_seconds", type=float, default=15.0)
-    flags = parser.parse_args(argv)
-
-    from benchmarks.qat_compare import write_results
+    from benchmarks.qat_compare import built_or_exit, timing_parser, write_results
     from slimext.deploy.bench import run_bench
     from slimext.deploy.onednn_profile import profile_onednn
 
-    workdir = os.path.abspath(flags.workdir)
-    try:
-        exports = build_exports(workdir)
-    except StepFailed as error:
-        raise SystemExit("building the exports failed: {}".format(error))
+    flags = timing_parser(__doc__, "bench_output/deploy_runtimes", 40, 15.0).parse_args(argv)
+    exports = built_or_exit(build_exports, flags.workdir, "exports")
     order = ("float_as_traced", "float", "int8_float_gates", "int8")
     bench = run_bench([exports[v] for v in order], runs=flags.runs,
                       max_seconds=flags.max_seconds)

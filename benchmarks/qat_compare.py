@@ -327,6 +327,24 @@ def write_atomic(path, text):
     atomic_write_text(path, text)
 
 
+def timing_parser(doc, workdir, runs, max_seconds):
+    """The flags every latency benchmark takes: where to build, where results go, how long."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--workdir", default=workdir)
+    parser.add_argument("--results_dir", default=RESULTS_DIR)
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--max_seconds", type=float, default=max_seconds)
+    return parser
+
+
+def built_or_exit(build, workdir, what):
+    """build(absolute workdir), or exit with one line naming the step that failed."""
+    try:
+        return build(os.path.abspath(workdir))
+    except StepFailed as error:
+        raise SystemExit("building the {} failed: {}".format(what, error))
+
+
 def write_results(results_dir, name, results, markdown):
     """results_dir/name.json and name.md, each swapped in complete; prints the table."""
     os.makedirs(results_dir, exist_ok=True)

@@ -9,16 +9,14 @@ benchmarks/results/resnet18_latency.{json,md}. Accuracy lives in benchmarks/qat_
 
     python -m benchmarks.resnet18_latency [--workdir bench_output/resnet18_latency] [--runs 60]
 """
-import argparse
 import json
 import os
 import re
 
 import numpy as np
 
-from slimext.isolation import StepFailed, run_in_fresh_process
+from slimext.isolation import run_in_fresh_process
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = {"train": 64, "val": 16}
 CASES = (("float", "onednn", "float, oneDNN fp32"),
          ("paddleslim_qat", "int8", "PaddleSlim QAT, oneDNN INT8"),
@@ -59,7 +57,7 @@ def time_cases(dirs, runs, max_seconds, cpu_threads=2):
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype("float32")
     runners, rows = [], []
     for method, precision, label in CASES:
-        config = create_config(os.path.join(dirs[method]), precision, cpu_threads)
+        config = create_config(dirs[method], precision, cpu_threads)
         with capture_native_stderr(echo=False) as log:
             predictor = inference.create_predictor(config)
         handle = predictor.get_input_handle(predictor.get_input_names()[0])
@@ -96,22 +94,13 @@ def render_markdown(result):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default="bench_output/resnet18_latency")
-    parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "benchmarks", "results"))
-    parser.add_argument("--runs", type=int, default=60)
-    parser.add_argument("--max_seconds", type=float, default=20.0)
-    parser.add_argument("--cpu_threads", type=int, default=2)
-    flags = parser.parse_args(argv)
-
-    from benchmarks.qat_compare import write_results
+    from benchmarks.qat_compare import built_or_exit, timing_parser, write_results
     from slimext.deploy.hardware import isa_line
 
-    workdir = os.path.abspath(flags.workdir)
-    try:
-        dirs = build_models(workdir)
-    except StepFailed as error:
-        raise SystemExit("building the models failed: {}".format(error))
+    parser = timing_parser(__doc__, "bench_output/resnet18_latency", 60, 20.0)
+    parser.add_argument("--cpu_threads", type=int, default=2)
+    flags = parser.parse_args(argv)
+    dirs = built_or_exit(build_models, flags.workdir, "models")
     result = {"machine": isa_line(), "cpu_threads": flags.cpu_threads,
               "load_average_at_start": os.getloadavg()[0],
               "rows": time_cases(dirs, flags.runs, flags.max_seconds, flags.cpu_threads)}
