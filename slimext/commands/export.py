@@ -44,7 +44,7 @@ def export_detector(cfg, output_dir, slim_config=None, fold_conv_biases=True):
     target = os.path.join(output_dir, model_name)
     with staging_dir(output_dir, prefix=".export-") as staging:
         trainer.export(staging)  # writes staging/<model_name>/
-        if fold_conv_biases:   # a QDQ export has the fusable form already
+        if fold_conv_biases:   # a no-op on slimext QDQ exports, folded when written
             rewrite_export_dir(os.path.join(staging, model_name))
         replace_dir(os.path.join(staging, model_name), target)
     return target
