@@ -156,6 +156,9 @@ def render_markdown(result):
 
 
 def main(argv=None):
+    import slimext
+
+    slimext.register_with_ppdet()  # slimext's slim classes and compat fixes
     from benchmarks.qat_compare import built_or_exit, timing_parser, write_results
     from slimext.deploy.bench import run_bench
     from slimext.deploy.onednn_profile import profile_onednn

@@ -140,6 +140,9 @@ def time_checks(config):
 
 
 def main(argv=None):
+    import slimext
+
+    slimext.register_with_ppdet()  # slimext's slim classes and compat fixes
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="timed forwards per state")
     parser.add_argument("--config", default=DEMO_CONFIG, help="a ppdet detector config")
@@ -148,9 +151,6 @@ def main(argv=None):
     if args.runs < 1:
         parser.error("--runs must be >= 1")
 
-    from slimext.runtime import prepare_paddle_environment
-
-    prepare_paddle_environment()
     import paddle
 
     from slimext.deploy.hardware import describe_machine, isa_line

@@ -55,6 +55,9 @@ def median_ms(fn, repeat):
 
 
 def main(argv=None):
+    import slimext
+
+    slimext.register_with_ppdet()  # slimext's slim classes and compat fixes
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--json", default=os.path.join(REPO, "benchmarks",

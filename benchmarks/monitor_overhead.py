@@ -137,6 +137,9 @@ def write_json(path, result):
 
 
 def main(argv=None):
+    import slimext
+
+    slimext.register_with_ppdet()  # slimext's slim classes and compat fixes
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40,
                         help="timed steps per setting (40: two sampling periods of 20)")
@@ -148,9 +151,6 @@ def main(argv=None):
     if args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.batches < 1:
         parser.error("--steps, --batch and --batches must be >= 1, --warmup >= 0")
 
-    from slimext.runtime import prepare_paddle_environment
-
-    prepare_paddle_environment()
     import paddle
 
     paddle.set_device("cpu")

@@ -13,10 +13,6 @@ import os
 
 import yaml
 
-from slimext.runtime import prepare_paddle_environment
-
-prepare_paddle_environment()
-
 CONFIG = "configs/picodet/picodet_s_416_coco_lcnet.yml"
 EXPORT_OVERRIDES = ["export.benchmark=True"]   # raw head outputs: no decoding, no NMS
 METHODS = {

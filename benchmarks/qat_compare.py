@@ -354,6 +354,9 @@ def write_results(results_dir, name, results, markdown):
 
 
 def main(argv=None):
+    import slimext
+
+    slimext.register_with_ppdet()  # slimext's slim classes and compat fixes
     flags = build_parser().parse_args(argv)
     flags.workdir = os.path.abspath(flags.workdir)
     if flags.float_weights and not os.path.isfile(flags.float_weights + ".pdparams"):

@@ -9,9 +9,7 @@ import time
 
 import numpy as np
 
-from slimext.runtime import prepare_paddle_environment
-
-prepare_paddle_environment()
+from slimext.compat.tracing import export_tracing
 
 NUM_TRAIN = 500
 NUM_VAL = 200
@@ -102,8 +100,9 @@ def train_float(workdir, epochs, seed, sizes=None):
     # Accuracy first: exporting turns `forward` into a static function.
     accuracy = _dygraph_accuracy(model, seed, sizes)
     model_dir = os.path.join(workdir, "float")
-    paddle.jit.save(paddle.jit.to_static(model, input_spec=_input_spec(), full_graph=True),
-                    os.path.join(model_dir, "model"))
+    with export_tracing():  # the old-IR .pdmodel Paddle Inference's oneDNN passes take
+        paddle.jit.save(paddle.jit.to_static(model, input_spec=_input_spec(), full_graph=True),
+                        os.path.join(model_dir, "model"))
     return {"accuracy": accuracy, "step_ms": step_ms, "model_dir": model_dir,
             "size_mb": model_size_mb(model_dir)}
 
@@ -119,7 +118,12 @@ def _quantize(method, model):
 
         quanter = QAT(config=dict(DEFAULT_QUANT_CONFIG))
         model = quanter.quantize(model)
-        return model, lambda m, path: quanter.save_quantized_model(m, path, _input_spec())
+
+        def save(m, path):
+            with export_tracing():
+                quanter.save_quantized_model(m, path, _input_spec())
+
+        return model, save
     if method == "residual_qat":
         from slimext.quant import ResidualQAT
 

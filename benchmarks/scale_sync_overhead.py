@@ -65,9 +65,9 @@ def measure(args, workdir):
 
 
 def worker(args):
-    from slimext.runtime import prepare_paddle_environment
+    import slimext
 
-    prepare_paddle_environment()
+    slimext.register_with_ppdet()  # slimext's slim classes and compat fixes
     import paddle
 
     from slimext.deploy.hardware import isa_line

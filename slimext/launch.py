@@ -3,8 +3,9 @@
     python -m slimext.launch path/to/PaddleDetection/tools/train.py -c CFG --slim_config S
 
 The script runs as `python script.py args...` would run it (its folder first on sys.path,
-sys.argv set, __name__ == "__main__"), after `import slimext` has added slimext's classes
-to ppdet's registry (so its YAML can name them) and applied slimext's compatibility fixes.
+sys.argv set, __name__ == "__main__"), after `slimext.register_with_ppdet()` has added
+slimext's classes to ppdet's registry (so its YAML can name them) and applied slimext's
+compatibility fixes (ppdet's exports then trace into the old IR that INT8 inference needs).
 ppdet is already imported by then, so the script uses the installed ppdet even if it puts
 a checkout's folder on sys.path. The config's `pretrain_weights` load through the weight
 check, as in slimext's own tools: a checkpoint that does not fit stops the script before
@@ -43,12 +44,14 @@ def launch(script, args):
     if not os.path.isfile(script):
         raise FileNotFoundError("script {!r} does not exist (give the path to a .py file, "
                                 "e.g. PaddleDetection/tools/train.py)".format(script))
-    import slimext  # environment, fixes and registration happen on import
+    import slimext
 
-    if getattr(slimext, "_IMPORT_ERROR", None) is not None:
+    try:
+        slimext.register_with_ppdet()
+    except ImportError as error:
         raise LaunchError("slimext could not register with ppdet ({}): install the missing "
                           "package, or run from a folder whose ppdet can be imported"
-                          .format(slimext._IMPORT_ERROR))
+                          .format(error))
     from slimext.matcher import CheckpointError, WeightCheckConfigError, WeightCheckFailed
     from slimext.matcher.loading import checked_ppdet_pretrain_loading
     from slimext.slim.data_parallel import (RanksDisagree, ScaleSyncConfigError,

@@ -1,17 +1,8 @@
-"""Process-wide settings the tools need before Paddle does any work."""
+"""Checkpoints that a crash cannot leave half-written."""
 import glob
 import os
 import shutil
 import tempfile
-import warnings
-
-
-def prepare_paddle_environment():
-    """What the tools need before Paddle does any work (see slimext.compat.environment)."""
-    from slimext.compat.environment import prepare_paddle_environment as prepare
-
-    prepare()
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def atomic_save_model(save_model):

@@ -11,7 +11,10 @@ import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-import slimext  # noqa: E402,F401  (before paddle: it chooses Paddle's settings, see compat)
+import slimext  # noqa: E402
+
+# In-process tests build slim models through ppdet's registry, as slimext's tools do.
+slimext.register_with_ppdet()
 DEMO_CONFIG = os.path.join(REPO_ROOT, "configs", "picodet", "picodet_xs_192_demo_lcnet.yml")
 
 

@@ -6,6 +6,7 @@ import paddle.nn.functional as F
 import pytest
 
 from slimext import compat
+from slimext.compat.tracing import export_tracing
 from slimext.compat.versions import installed_version, paddle_at_least
 
 PADDLE3 = paddle_at_least(3, 0, 0)
@@ -20,7 +21,7 @@ def test_fixes_are_applied_exactly_where_needed():
     applied = set(compat.applied_fixes())
     for fix in compat.FIXES:
         assert (fix.name in applied) == fix.needed(), fix.name
-    assert ("old_ir_tensor_functions" in applied) == PADDLE3
+    assert "ppdet_export_tracing" in applied
     assert ("assigner_batch_index_dtype" in applied) == \
         (PADDLE3 and installed_version("ppdet") == (2, 6, 0))
 
@@ -40,27 +41,44 @@ def _old_ir_program(multiply, sigmoid, matmul, total, argmax, maximum):
     return main, outputs
 
 
+def _functions_bound_to_cpp():
+    return (paddle.multiply, F.sigmoid, paddle.matmul, paddle.sum, paddle.argmax,
+            paddle.maximum)
+
+
 def test_old_ir_tracing_of_functions_bound_to_cpp():
-    fixed = (paddle.multiply, F.sigmoid, paddle.matmul, paddle.sum, paddle.argmax,
-             paddle.maximum)
     x = np.array([[0.5, 1.0, 2.0], [3.0, 0.1, 0.2]], "float32")
-    paddle.enable_static()
-    try:
-        program, outputs = _old_ir_program(*fixed)
-        ops = {op.type for op in program.global_block().ops}
-        assert {"elementwise_mul", "sigmoid", "matmul_v2", "sqrt", "reduce_sum",
-                "elementwise_max", "arg_max"} <= ops
-        exe = paddle.static.Executor(paddle.CPUPlace())
-        z, total, index = exe.run(program, feed={"x": x}, fetch_list=outputs)
-        if PADDLE3:  # the failure the fix prevents
-            with pytest.raises((TypeError, ValueError), match="Variable|Value"):
-                _old_ir_program(*map(_unfixed, fixed))
-    finally:
-        paddle.disable_static()
+    with export_tracing():
+        fixed = _functions_bound_to_cpp()
+        paddle.enable_static()
+        try:
+            program, outputs = _old_ir_program(*fixed)
+            ops = {op.type for op in program.global_block().ops}
+            assert {"elementwise_mul", "sigmoid", "matmul_v2", "sqrt", "reduce_sum",
+                    "elementwise_max", "arg_max"} <= ops
+            exe = paddle.static.Executor(paddle.CPUPlace())
+            z, total, index = exe.run(program, feed={"x": x}, fetch_list=outputs)
+            if PADDLE3:  # the failure the stand-ins prevent
+                with pytest.raises((TypeError, ValueError), match="Variable|Value"):
+                    _old_ir_program(*map(_unfixed, fixed))
+        finally:
+            paddle.disable_static()
     y = x / (1 + np.exp(-x))
     np.testing.assert_allclose(z, np.sqrt(y @ y.T), rtol=1e-5)
     np.testing.assert_allclose(total, np.maximum(x, y).sum(axis=1), rtol=1e-5)
     np.testing.assert_array_equal(index, x.argmax(axis=-1))
+
+
+def test_the_stand_ins_exist_only_inside_the_export_scope():
+    before = _functions_bound_to_cpp()
+    with export_tracing():
+        inside = _functions_bound_to_cpp()
+        with export_tracing():  # nested: nothing installed twice
+            assert _functions_bound_to_cpp() == inside
+    assert _functions_bound_to_cpp() == before
+    if PADDLE3:
+        assert all(getattr(f, "_old_ir_fallback", False) for f in inside)
+        assert all(f is _unfixed(g) for f, g in zip(before, inside))
 
 
 def test_dygraph_calls_go_to_paddles_own_functions():
@@ -112,39 +130,41 @@ def test_task_aligned_assigner_accepts_int32_labels():
 
 SAVE_LINEAR = """
 import os, sys
-{first}
-import paddle
-from slimext.compat.environment import export_ir_problem
+import slimext, paddle
+from slimext.compat.tracing import export_tracing
 model = paddle.nn.Linear(2, 2)
-paddle.jit.save(paddle.jit.to_static(model, full_graph=True), sys.argv[1] + "/m",
-                input_spec=[paddle.static.InputSpec([1, 2], "float32")])
-print(sorted(os.listdir(sys.argv[1])), export_ir_problem())
+spec = [paddle.static.InputSpec([1, 2], "float32")]
+def save(name):
+    paddle.jit.save(paddle.jit.to_static(model, full_graph=True), sys.argv[1] + "/" + name,
+                    input_spec=spec)
+save("before")
+with export_tracing():
+    save("export")
+save("after")
+print(sorted(os.listdir(sys.argv[1])))
+print(paddle.get_flags("FLAGS_enable_pir_api")["FLAGS_enable_pir_api"] if
+      hasattr(paddle, "pir") else None, os.environ.get("FLAGS_enable_pir_api"),
+      os.environ.get("ENABLE_FALL_BACK"))
 """
 
 
-def _save_linear(folder, first, env_flag=None):
+def test_only_the_export_scope_traces_into_the_old_ir(tmp_path):
+    """Paddle's default IR before and after; the old-IR .pdmodel INT8 inference needs inside;
+    no environment variable left for the process or its children."""
     import os
     import subprocess
     import sys
 
-    env = dict(os.environ)
-    env.pop("FLAGS_enable_pir_api", None)
-    if env_flag is not None:
-        env["FLAGS_enable_pir_api"] = env_flag
-    result = subprocess.run([sys.executable, "-c", SAVE_LINEAR.format(first=first), folder],
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FLAGS_enable_pir_api", "ENABLE_FALL_BACK")}
+    result = subprocess.run([sys.executable, "-c", SAVE_LINEAR, str(tmp_path)],
                             capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout.strip().splitlines()[-1]
-
-
-def test_exports_are_traced_into_the_old_ir_that_int8_inference_needs(tmp_path):
-    (tmp_path / "a").mkdir()
-    line = _save_linear(str(tmp_path / "a"), "import slimext")
-    assert "m.pdmodel" in line and line.endswith("None")
-    if PADDLE3:  # the failure the setting prevents: a PIR program, refused with the fix named
-        (tmp_path / "b").mkdir()
-        line = _save_linear(str(tmp_path / "b"), "import slimext", env_flag="1")
-        assert "m.json" in line and "FLAGS_enable_pir_api=0" in line
+    files, state = result.stdout.strip().splitlines()[-2:]
+    assert "export.pdmodel" in files
+    default = "json" if PADDLE3 else "pdmodel"  # what Paddle writes by itself
+    assert "before.{}".format(default) in files and "after.{}".format(default) in files
+    assert state == ("True None None" if PADDLE3 else "None None None")
 
 
 def test_lcpan_builds_do_not_share_a_growing_default():
@@ -169,10 +189,12 @@ def test_lcpan_builds_do_not_share_a_growing_default():
 
 MAIN_PROGRAM = """
 import slimext, paddle
+from slimext.compat.tracing import export_tracing
 model = paddle.nn.Linear(2, 2)
-static = paddle.jit.to_static(model.forward,
-                              input_spec=[paddle.static.InputSpec([1, 2], "float32")])
-print(type(static.main_program).__name__)
+with export_tracing():
+    static = paddle.jit.to_static(model.forward,
+                                  input_spec=[paddle.static.InputSpec([1, 2], "float32")])
+    print(type(static.main_program).__name__)
 """
 
 

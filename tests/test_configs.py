@@ -33,7 +33,6 @@ def test_config_builds_and_runs_one_forward(config, ppdet_workspace):
 
 def test_two_picodets_build_in_one_process(ppdet_workspace):
     """ppdet's LCPAN grows a shared default list per build; slimext.compat undoes that."""
-    import slimext  # noqa: F401
     from ppdet.modeling.necks.lc_pan import LCPAN
 
     cfg = ppdet_workspace.load_config(CONFIGS[0])

@@ -9,6 +9,7 @@ import paddle.nn.functional as F
 import pytest
 
 from quant_models import GatedNet, example_input
+from slimext.compat.tracing import export_tracing
 from slimext.deploy.conv_bias import rewrite_saved_model
 from slimext.deploy.int8_kernels import _read_program
 
@@ -30,8 +31,9 @@ class OffsetAfterRelu(nn.Layer):
 def save(model, folder):
     model.eval()
     prefix = os.path.join(str(folder), "model")
-    paddle.jit.save(paddle.jit.to_static(model, input_spec=INPUT_SPEC, full_graph=True),
-                    prefix, input_spec=INPUT_SPEC)
+    with export_tracing():  # an old-IR .pdmodel, as every export
+        paddle.jit.save(paddle.jit.to_static(model, input_spec=INPUT_SPEC, full_graph=True),
+                        prefix, input_spec=INPUT_SPEC)
     return prefix
 
 

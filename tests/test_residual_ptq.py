@@ -10,6 +10,7 @@ from conftest import DEMO_CONFIG, run_tool
 from quant_models import ResidualNet, example_input, train_steps
 from test_cli_errors import assert_one_error_line
 from test_residual_qat_export import INPUT_SPEC, run_int8
+from slimext.compat.tracing import export_tracing
 from slimext.quant import validate_saved_model
 from slimext.quant.calibration import ALGORITHMS, CalibrationError, make_calibrator
 from slimext.quant.ptq import ResidualPTQ
@@ -167,15 +168,16 @@ def test_export_passes_the_validator_with_the_calibrated_scales(ptq_export):
     assert report["join_quantizers"] == len(ptq.plan.quantizers) == 3
     with open(os.path.join(os.path.dirname(prefix), "quant_plan.json")) as f:
         scale_vars = json.load(f)["scale_vars"]
-    paddle.enable_static()
-    try:
-        exe = paddle.static.Executor(paddle.CPUPlace())
-        paddle.static.load_inference_model(prefix, exe)
-        scope = paddle.static.global_scope()
-        exported = {name: np.array(scope.find_var(var).get_tensor()).item()
-                    for name, var in scale_vars.items()}
-    finally:
-        paddle.disable_static()
+    with export_tracing():  # exports are old-IR programs
+        paddle.enable_static()
+        try:
+            exe = paddle.static.Executor(paddle.CPUPlace())
+            paddle.static.load_inference_model(prefix, exe)
+            scope = paddle.static.global_scope()
+            exported = {name: np.array(scope.find_var(var).get_tensor()).item()
+                        for name, var in scale_vars.items()}
+        finally:
+            paddle.disable_static()
     for name, value in exported.items():
         assert value == pytest.approx(ptq.thresholds[name], rel=1e-6), name
 
@@ -227,7 +229,6 @@ def test_ppdet_post_quant_flow_loads_float_weights_and_calibrates_quant_batch_nu
         ppdet_workspace, trained_weights, tiny_dataset, tmp_path):
     """ppdet's own tools/post_quant.py steps: build_slim_model in mode 'test', Trainer in
     mode 'eval', load_weights, Trainer.post_quant."""
-    import slimext  # noqa: F401  (registers ResidualPTQ)
     from ppdet.engine import Trainer
     from ppdet.slim import build_slim_model
 

@@ -9,6 +9,7 @@ import paddle
 import pytest
 
 from quant_models import GatedNet, MixedJoins, ResidualNet, example_input, train_steps
+from slimext.compat.tracing import export_tracing
 from slimext.quant import ExportValidationError, ResidualQAT, validate_saved_model
 
 INPUT_SPEC = [paddle.static.InputSpec([1, 3, 32, 32], "float32", "x")]
@@ -129,15 +130,16 @@ def test_shared_groups_export_one_scale(tmp_path):
     qat.save_quantized_model(model, prefix, input_spec=INPUT_SPEC)
     group = qat.plan.quantizers["<model>:concat#0/shared"]
     scale_var = qat.quantizer(group.name)._scale.name
-    paddle.enable_static()
-    try:
-        exe = paddle.static.Executor(paddle.CPUPlace())
-        program, _, _ = paddle.static.load_inference_model(prefix, exe)
-        uses = [op for op in program.global_block().ops if op.type == "quantize_linear"
-                and op.input("Scale")[0] == scale_var]
-        value = np.array(paddle.static.global_scope().find_var(scale_var).get_tensor())
-    finally:
-        paddle.disable_static()
+    with export_tracing():  # exports are old-IR programs
+        paddle.enable_static()
+        try:
+            exe = paddle.static.Executor(paddle.CPUPlace())
+            program, _, _ = paddle.static.load_inference_model(prefix, exe)
+            uses = [op for op in program.global_block().ops if op.type == "quantize_linear"
+                    and op.input("Scale")[0] == scale_var]
+            value = np.array(paddle.static.global_scope().find_var(scale_var).get_tensor())
+        finally:
+            paddle.disable_static()
     assert len(uses) == len(group.members) == 3
     assert value.item() == pytest.approx(qat.quantizer(group.name)._scale.numpy().item())
 
@@ -166,18 +168,19 @@ def test_resume_restores_join_scales_exactly(tmp_path):
 
 def _tamper(prefix, mutate):
     """Rewrite an export with mutate(program, scope) applied (as a broken tool would)."""
-    paddle.enable_static()
-    try:
-        scope = paddle.static.Scope()
-        with paddle.static.scope_guard(scope):
-            exe = paddle.static.Executor(paddle.CPUPlace())
-            program, feeds, fetches = paddle.static.load_inference_model(prefix, exe)
-            mutate(program, scope)
-            paddle.static.save_inference_model(
-                prefix, [program.global_block().var(n) for n in feeds], fetches, exe,
-                program=program)
-    finally:
-        paddle.disable_static()
+    with export_tracing():  # exports are old-IR programs
+        paddle.enable_static()
+        try:
+            scope = paddle.static.Scope()
+            with paddle.static.scope_guard(scope):
+                exe = paddle.static.Executor(paddle.CPUPlace())
+                program, feeds, fetches = paddle.static.load_inference_model(prefix, exe)
+                mutate(program, scope)
+                paddle.static.save_inference_model(
+                    prefix, [program.global_block().var(n) for n in feeds], fetches, exe,
+                    program=program)
+        finally:
+            paddle.disable_static()
 
 
 def _copy_export(prefix, tmp_path):
@@ -260,14 +263,15 @@ def test_pact_trains_then_exports_with_learned_scales(tmp_path):
     report = qat.save_quantized_model(model, prefix, input_spec=INPUT_SPEC)
     # Export drops the clipping op for the program but gives the layers their PACT back.
     assert all(layer._act_preprocess is not None for layer in pact)
-    paddle.enable_static()
-    try:
-        program, _, _ = paddle.static.load_inference_model(
-            prefix, paddle.static.Executor(paddle.CPUPlace()))
-        names = [n for op in program.global_block().ops
-                 for n in op.input_arg_names + op.output_arg_names]
-    finally:
-        paddle.disable_static()
+    with export_tracing():  # exports are old-IR programs
+        paddle.enable_static()
+        try:
+            program, _, _ = paddle.static.load_inference_model(
+                prefix, paddle.static.Executor(paddle.CPUPlace()))
+            names = [n for op in program.global_block().ops
+                     for n in op.input_arg_names + op.output_arg_names]
+        finally:
+            paddle.disable_static()
     assert names and not [n for n in names if "pact" in n.lower()]
     assert validate_saved_model(prefix)["qdq_pairs"] == report["qdq_pairs"]
     output, _ = run_int8(prefix, tmp_path)

@@ -4,7 +4,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import slimext  # noqa: E402,F401  (registers slimext's slim classes with ppdet)
 from slimext.commands.export import main  # noqa: E402
 
 if __name__ == "__main__":

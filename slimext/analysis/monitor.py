@@ -16,13 +16,19 @@ from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
 import paddle
-from ppdet.utils.logger import setup_logger
 
 from slimext.quant import interception
 from slimext.quant.apply import QuantizerObserver
 from slimext.quant.ranks import is_main_rank, sum_across_ranks, world_size
 
-logger = setup_logger(__name__)
+
+
+def _logger():
+    """ppdet's logger (its log format); ppdet is imported on the first message only, so
+    importing the monitor loads nothing of ppdet."""
+    from ppdet.utils.logger import setup_logger
+
+    return setup_logger(__name__)
 
 # Exact quantization (zero error) has infinite SQNR; reports use this finite ceiling.
 MAX_SQNR_DB = 150.0
@@ -248,7 +254,7 @@ class JoinErrorMonitor(QuantizerObserver):
         worst = sorted(new, key=lambda s: s.sqnr_db if math.isfinite(s.sqnr_db) else -math.inf)
         worst = worst[:self.config.log_worst]
         below = sum(s.sqnr_db < self.config.threshold_db for s in new)
-        logger.info("join monitor step {}: worst SQNR {}; {} quantizers, {} below {:g} dB".format(
+        _logger().info("join monitor step {}: worst SQNR {}; {} quantizers, {} below {:g} dB".format(
             step, ", ".join("{} {:.1f} dB".format(s.quantizer, s.sqnr_db) for s in worst),
             len(new), below, self.config.threshold_db))
 
@@ -259,7 +265,7 @@ class JoinErrorMonitor(QuantizerObserver):
             try:
                 from visualdl import LogWriter
             except ImportError:
-                logger.warning("join monitor: vdl_log_dir is set but the visualdl package is "
+                _logger().warning("join monitor: vdl_log_dir is set but the visualdl package is "
                                "not installed (pip install visualdl); the CSV report has the "
                                "same numbers")
                 self._vdl = False
@@ -301,16 +307,16 @@ class JoinErrorMonitor(QuantizerObserver):
                               for n, s in flagged[:FLAGS_NAMED])
             more = " and {} more".format(len(flagged) - FLAGS_NAMED) \
                 if len(flagged) > FLAGS_NAMED else ""
-            logger.warning(
+            _logger().warning(
                 "join monitor: {} quantizer(s) stayed below {:g} dB SQNR over their last {} "
                 "samples: {}{}; give them more bits (rule activation_bits: 16) or skip them; "
                 "all numbers in {}".format(len(flagged), self.config.threshold_db,
                                            self.config.recent_samples, named, more, paths["json"]))
-        logger.info("join monitor report: {}".format(", ".join(paths.values())))
+        _logger().info("join monitor report: {}".format(", ".join(paths.values())))
         return paths
 
     def _finalize_at_exit(self):
         try:
             self.finalize()
         except Exception as error:  # a report failure must not mask the run's own outcome
-            logger.error("join monitor: could not write the report: {}".format(error))
+            _logger().error("join monitor: could not write the report: {}".format(error))

@@ -9,9 +9,6 @@ import sys
 
 from slimext.commands.errors import UserError, run_command  # noqa: F401 (used by every command)
 from slimext.commands.slim_config import read_slim_config
-from slimext.runtime import prepare_paddle_environment
-
-prepare_paddle_environment()
 
 
 def make_parser(description):
@@ -84,6 +81,9 @@ TOOL_KEYS = ("weights", "pretrain_weights", "use_gpu", "save_dir", "WeightCheck"
 
 def load_detection_config(flags, mode):
     """Load -c with its _BASE_ files, apply -o, pick the device; raise UserError early."""
+    import slimext
+
+    slimext.register_with_ppdet()  # the config may name slimext's slim classes
     from ppdet.core.workspace import load_config, merge_config
 
     _check_file(flags.config, "config")

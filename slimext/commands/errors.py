@@ -5,6 +5,7 @@ Bad input raises `UserError` with the fix in its message; `run_command` turns it
 """
 import functools
 import sys
+import warnings
 
 
 class UserError(Exception):
@@ -12,10 +13,16 @@ class UserError(Exception):
 
 
 def run_command(main):
-    """Decorate a command's main(argv) so input errors end in one line and exit code 2."""
+    """Decorate a command's main(argv): slimext registered with ppdet first, and input
+    errors ending in one line and exit code 2."""
 
     @functools.wraps(main)
     def wrapper(argv=None):
+        import slimext
+
+        # A tool's own process: Paddle's and ppdet's deprecation chatter is not the user's.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        slimext.register_with_ppdet()
         try:
             return main(argv)
         except UserError as error:

@@ -27,10 +27,6 @@ def export_detector(cfg, output_dir, slim_config=None, fold_conv_biases=True):
     from ppdet.engine import Trainer
     from ppdet.slim import build_slim_model
 
-    from slimext.compat.environment import export_ir_problem
-
-    if export_ir_problem():
-        raise UserError(export_ir_problem())
     cfg.weights = weights_path(cfg.get("weights"))
     if slim_config:
         from slimext.slim.residual_qat import SKIP_BUILD_COVERAGE

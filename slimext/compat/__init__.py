@@ -1,8 +1,10 @@
 """Every change slimext makes to Paddle's, PaddleSlim's or ppdet's behaviour, in one place.
 
 Each fix is named after what it fixes, says which versions need it, and is applied only
-there (`apply_fixes`, called when slimext is imported). `python -m slimext.compat` lists
-them with what was applied in this environment.
+there (`apply_fixes`, called by `slimext.register_with_ppdet()`, never by an import);
+`applied_fixes()` lists what was applied in this environment.
+Tracing into the old IR for an export is not a fix of this kind: it is switched on only
+inside `slimext.compat.tracing.export_tracing()`.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -35,10 +37,10 @@ def _fix_lcpan_defaults():
     copy_mutable_defaults(LCPAN, "spatial_scales")
 
 
-def _fix_old_ir_functions():
-    from slimext.compat.legacy_static_ops import install_old_ir_fallbacks
+def _fix_ppdet_export_tracing():
+    from slimext.compat.ppdet_export import trace_ppdet_exports_in_export_scope
 
-    return install_old_ir_fallbacks()
+    return trace_ppdet_exports_in_export_scope()
 
 
 def _fix_assigner_index_dtype():
@@ -52,10 +54,10 @@ FIXES = (
         "the second PicoDet built in one process fails in LCPAN.forward "
         "(its spatial_scales default list grows)", "ppdet 2.6.0", _ppdet_260,
         _fix_lcpan_defaults),
-    Fix("old_ir_tensor_functions",
-        "old-IR export (the program oneDNN INT8 runs) fails at paddle.multiply/F.sigmoid/"
-        "matmul: 'must be Value, but got Variable'", "Paddle >= 3.0", _paddle3,
-        _fix_old_ir_functions),
+    Fix("ppdet_export_tracing",
+        "ppdet's Trainer.export writes a PIR model.json that no INT8 pipeline runs (Paddle 3), "
+        "or fails reading main_program under SOT fallback (Paddle 2.6)", "every version",
+        lambda: True, _fix_ppdet_export_tracing),
     Fix("assigner_batch_index_dtype",
         "PicoDet training fails in ATSSAssigner / TaskAlignedAssigner: int64 + int32",
         "Paddle >= 3.0 with ppdet 2.6.0", lambda: _paddle3() and _ppdet_260(),

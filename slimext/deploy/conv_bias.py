@@ -82,20 +82,24 @@ def rewrite_saved_model(path_prefix):
     """
     import paddle
 
+    from slimext.compat.tracing import export_tracing
+
     model_file = path_prefix + ".pdmodel"
-    was_dynamic = paddle.in_dynamic_mode()
-    paddle.enable_static()   # old-IR operators can only be built in static mode
-    try:
-        with open(model_file, "rb") as f:
-            program = paddle.static.Program.parse_from_string(f.read())
-        folded = fold_conv_biases(program)
-    finally:
-        if was_dynamic:
-            paddle.disable_static()
+    with export_tracing():   # an old-IR program, edited with old-IR operators
+        was_dynamic = paddle.in_dynamic_mode()
+        paddle.enable_static()   # old-IR operators can only be built in static mode
+        try:
+            with open(model_file, "rb") as f:
+                program = paddle.static.Program.parse_from_string(f.read())
+            folded = fold_conv_biases(program)
+            serialized = program.desc.serialize_to_string()
+        finally:
+            if was_dynamic:
+                paddle.disable_static()
     if folded:
         with atomic_path(model_file) as staging:
             with open(staging, "wb") as f:
-                f.write(program.desc.serialize_to_string())
+                f.write(serialized)
     return folded
 
 

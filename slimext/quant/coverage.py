@@ -186,7 +186,8 @@ def trace_uncovered_joins(model, example_inputs):
     """
     import paddle
 
-    from slimext.quant.interception import handling
+    from slimext.compat.tracing import export_tracing
+    from slimext.quant.interception import handling, install
     from slimext.quant.joins import flatten_values
 
     if not paddle.in_dynamic_mode():
@@ -196,12 +197,13 @@ def trace_uncovered_joins(model, example_inputs):
     # model must train afterwards exactly as before, so every layer gets its own back.
     layers = [model] + list(model.sublayers())
     forwards = [layer.__dict__.get("forward") for layer in layers]
-    static_model = paddle.jit.to_static(model, full_graph=True)
+    install()  # before the export scope puts its old-IR stand-ins beneath the wrappers
     try:
-        with handling(recorder):
+        with export_tracing(), handling(recorder):
+            static_model = paddle.jit.to_static(model, full_graph=True)
             concrete, _ = static_model.forward.get_concrete_program(*example_inputs)
-        seeds = [value_key(value) for value in flatten_values(concrete.inputs)]
-        return find_uncovered_joins(concrete.main_program, seeds, recorder.seen_outputs)
+            seeds = [value_key(value) for value in flatten_values(concrete.inputs)]
+            return find_uncovered_joins(concrete.main_program, seeds, recorder.seen_outputs)
     finally:
         for layer, forward in zip(layers, forwards):
             if forward is None:

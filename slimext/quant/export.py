@@ -11,6 +11,7 @@ import os
 
 import paddle
 
+from slimext.compat.tracing import export_tracing
 from slimext.deploy.conv_bias import fold_conv_biases
 from slimext.fileio import atomic_write_json, move_into_place, staging_dir
 from slimext.quant.apply import quantizer_key
@@ -123,11 +124,11 @@ def export_quantized_model(model, path, input_spec, plan, handler, strict=False)
 
     strict: a join of activations without quantizer refuses the export (else a warning).
     """
-    from slimext.compat.environment import export_ir_problem
+    with export_tracing():
+        return _export(model, path, input_spec, plan, handler, strict)
 
-    problem = export_ir_problem()
-    if problem:
-        raise RuntimeError(problem)
+
+def _export(model, path, input_spec, plan, handler, strict):
     backend = get_backend(plan.backend)
     out_dir = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)

@@ -137,72 +137,127 @@ def unbind_root(model, handler):
         object.__delattr__(model, ROOT_HANDLER_ATTR)
 
 
+# Where a wrapped function takes its operands: the first parameter (its Paddle names and
+# aliases), and for two-operand functions the second one.
+FIRST_OPERAND = ("x", "input", "tensors", "inputs")
+SECOND_OPERAND = ("y", "other")
+
+
+class _Call:
+    """One call of a wrapped function: its arguments as given, with the operand slots
+    found, so the operands can be swapped for quantized ones and everything else passed
+    through unchanged."""
+
+    def __init__(self, args, kwargs, operand_count):
+        self.args, self.kwargs = list(args), dict(kwargs)
+        self.slots = []
+        for position, names in enumerate((FIRST_OPERAND, SECOND_OPERAND)[:operand_count]):
+            if position < len(self.args):
+                self.slots.append(position)
+                continue
+            given = [name for name in names if name in self.kwargs]
+            if len(given) != 1:
+                self.slots = None  # not a form we understand: Paddle decides
+                return
+            self.slots.append(given[0])
+
+    def get(self, slot):
+        return self.args[slot] if isinstance(slot, int) else self.kwargs[slot]
+
+    def replaced(self, values):
+        args, kwargs = list(self.args), dict(self.kwargs)
+        for slot, value in zip(self.slots, values):
+            if isinstance(slot, int):
+                args[slot] = value
+            else:
+                kwargs[slot] = value
+        return args, kwargs
+
+
+def _forwarding(function, original):
+    """Mark `function` as a wrapper that calls its current `__wrapped__` (so a stand-in can
+    be put beneath it, see slimext.compat.legacy_static_ops) and looks like `original`
+    (name, doc, signature)."""
+    functools.update_wrapper(function, original)
+    function._slimext_forwards = True
+    return paddle.jit.not_to_static(function)
+
+
 def _operator_wrapper(original, kind, reflected):
-    def method(self, other):
+    def method(self, *args, **kwargs):
+        target = method.__wrapped__
         handler = active_handler()
-        if handler is None:
-            return original(self, other)
+        if handler is None or len(args) + len(kwargs) != 1:
+            return target(self, *args, **kwargs)
+        other = args[0] if args else next(iter(kwargs.values()))
         operands = [other, self] if reflected else [self, other]
 
-        def compute(a, b):
-            return original(b, a) if reflected else original(a, b)
+        def compute(ops):
+            a, b = ops
+            if reflected:
+                a, b = b, a
+            return target(a, b) if args else target(a, **{next(iter(kwargs)): b})
 
-        return handler.on_join(refined_kind(kind, operands), operands,
-                               lambda ops: compute(*ops))
+        return handler.on_join(refined_kind(kind, operands), operands, compute)
 
-    method.__name__ = original.__name__
-    return paddle.jit.not_to_static(method)
+    return _forwarding(method, original)
 
 
-def _binary_wrapper(original, kind):
-    def function(x, y, name=None):
+def _joining_wrapper(original, point):
+    """paddle.add(x, y, ...), paddle.concat([a, b], ...) and the like: the operands go to
+    the handler, every other argument (alpha, axis, name, aliases) through unchanged."""
+    operand_count = 2 if point.form == "binary" else 1
+
+    def function(*args, **kwargs):
+        target = function.__wrapped__
         handler = active_handler()
         if handler is None:
-            return original(x, y, name=name)
-        return handler.on_join(refined_kind(kind, [x, y]), [x, y],
-                               lambda ops: original(ops[0], ops[1], name=name))
+            return target(*args, **kwargs)
+        call = _Call(args, kwargs, operand_count)
+        if call.slots is None:
+            return target(*args, **kwargs)
+        operands = [call.get(slot) for slot in call.slots]
+        if point.form == "list":
+            if not isinstance(operands[0], (list, tuple)) or \
+                    (point.attribute == "add_n" and len(operands[0]) < 2):
+                return target(*args, **kwargs)
+            operands = list(operands[0])
+        if kwargs.get("out") is not None:
+            # The result must land in `out`: written as the user wrote it, reported.
+            result = target(*args, **kwargs)
+            handler.on_unquantizable_join(point.kind, point.attribute + "(out=)",
+                                          [result] + operands[1:])
+            return result
 
-    return function
+        def compute(ops):
+            values = [list(ops)] if point.form == "list" else ops
+            new_args, new_kwargs = call.replaced(values)
+            return target(*new_args, **new_kwargs)
+
+        kind = refined_kind(point.kind, operands) if point.form == "binary" else point.kind
+        return handler.on_join(kind, operands, compute)
+
+    return _forwarding(function, original)
 
 
-def _list_wrapper(original, kind, attribute):
-    if attribute == "add_n":
-        def function(inputs, name=None):
-            handler = active_handler()
-            if handler is None or not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
-                return original(inputs, name=name)
-            return handler.on_join(kind, list(inputs), lambda ops: original(ops, name=name))
-    else:
-        def function(x, axis=0, name=None):
-            handler = active_handler()
-            if handler is None or not isinstance(x, (list, tuple)):
-                return original(x, axis=axis, name=name)
-            return handler.on_join(kind, list(x), lambda ops: original(ops, axis=axis, name=name))
-
-    return function
-
-
-def _inplace_wrapper(original, kind, attribute):
-    def function(x, y, name=None):
+def _inplace_wrapper(original, point):
+    def function(*args, **kwargs):
+        target = function.__wrapped__
         handler = active_handler()
         if handler is not None:
-            handler.on_unquantizable_join(kind, attribute, [x, y])
-        return original(x, y, name=name)
+            call = _Call(args, kwargs, 2)
+            if call.slots is not None:
+                handler.on_unquantizable_join(point.kind, point.attribute,
+                                              [call.get(slot) for slot in call.slots])
+        return target(*args, **kwargs)
 
-    return function
+    return _forwarding(function, original)
 
 
 def _function_wrapper(original, point):
-    if point.form == "binary":
-        function = _binary_wrapper(original, point.kind)
-    elif point.form == "list":
-        function = _list_wrapper(original, point.kind, point.attribute)
-    else:
-        function = _inplace_wrapper(original, point.kind, point.attribute)
-    function.__name__ = original.__name__
-    function.__doc__ = original.__doc__
-    function.__wrapped__ = original
-    return paddle.jit.not_to_static(function)
+    if point.form == "inplace":
+        return _inplace_wrapper(original, point)
+    return _joining_wrapper(original, point)
 
 
 def _owners():
@@ -242,27 +297,39 @@ def install():
             _installed = True
 
 
-def _install():
+def patch_targets():
+    """[(owner, attribute, PatchPoint)]: every class or module attribute `install` replaces
+    (the tensor operators on each tensor class, the functions wherever Paddle binds them)."""
     classes, modules = _owners()
+    targets = []
     for point in PATCH_POINTS:
         if point.form in ("operator", "reflected"):
-            for cls in classes:
-                original = getattr(cls, point.attribute)
-                _ORIGINALS[(cls, point.attribute)] = original
-                setattr(cls, point.attribute, _operator_wrapper(
-                    original, point.kind, point.form == "reflected"))
+            targets.extend((cls, point.attribute, point) for cls in classes)
             continue
-        # One wrapper per distinct original: the same function is bound under several names.
-        wrapped = {}
         for owner in classes + modules:
             original = owner.__dict__.get(point.attribute) if isinstance(owner, type) \
                 else getattr(owner, point.attribute, None)
-            if original is None or not callable(original):
-                continue
-            if id(original) not in wrapped:
-                wrapped[id(original)] = _function_wrapper(original, point)
-            _ORIGINALS[(owner, point.attribute)] = original
-            setattr(owner, point.attribute, wrapped[id(original)])
+            if original is not None and callable(original):
+                targets.append((owner, point.attribute, point))
+    return targets
+
+
+def _install():
+    # One wrapper per distinct original: the same function is bound under several names.
+    wrapped = {}
+    for owner, attribute, point in patch_targets():
+        original = getattr(owner, attribute)
+        if getattr(original, "_old_ir_fallback", False):
+            raise RuntimeError("join interception must be installed before an export "
+                               "scope starts (slimext.compat.tracing.export_tracing)")
+        key = (id(original), point)
+        if key not in wrapped:
+            if point.form in ("operator", "reflected"):
+                wrapped[key] = _operator_wrapper(original, point.kind, point.form == "reflected")
+            else:
+                wrapped[key] = _function_wrapper(original, point)
+        _ORIGINALS[(owner, attribute)] = original
+        setattr(owner, attribute, wrapped[key])
     layer = paddle.nn.Layer
     _ORIGINALS[(layer, "__call__")] = layer.__call__
     layer.__call__ = _root_aware_call(layer.__call__)

@@ -126,6 +126,7 @@ def validate_saved_model(path_prefix):
     """Validate an exported model on disk (uses the quant_plan.json written beside it)."""
     import paddle
 
+    from slimext.compat.tracing import export_tracing
     from slimext.quant.plan import plan_from_dict
 
     sidecar_path = os.path.join(os.path.dirname(os.path.abspath(path_prefix)), SIDECAR)
@@ -133,14 +134,15 @@ def validate_saved_model(path_prefix):
         sidecar = json.load(f)
     plan = plan_from_dict(sidecar["plan"])
     scope = paddle.static.Scope()
-    paddle.enable_static()
-    try:
-        with paddle.static.scope_guard(scope):
-            exe = paddle.static.Executor(paddle.CPUPlace())
-            program, _, _ = paddle.static.load_inference_model(path_prefix, exe)
-            return validate_program(program, scope, plan, sidecar["scale_vars"],
-                                    get_backend(sidecar["backend"]),
-                                    join_outputs=sidecar.get("join_outputs"),
-                                    strict=sidecar.get("strict", False))
-    finally:
-        paddle.disable_static()
+    with export_tracing():  # the export is an old-IR program
+        paddle.enable_static()
+        try:
+            with paddle.static.scope_guard(scope):
+                exe = paddle.static.Executor(paddle.CPUPlace())
+                program, _, _ = paddle.static.load_inference_model(path_prefix, exe)
+                return validate_program(program, scope, plan, sidecar["scale_vars"],
+                                        get_backend(sidecar["backend"]),
+                                        join_outputs=sidecar.get("join_outputs"),
+                                        strict=sidecar.get("strict", False))
+        finally:
+            paddle.disable_static()

@@ -52,10 +52,13 @@ def prune_unused_inputs(model, input_spec):
     import paddle
     from ppdet.engine.export_utils import _prune_input_spec
 
-    static_model = paddle.jit.to_static(model, input_spec=input_spec, full_graph=True)
+    from slimext.compat.tracing import export_tracing
+
     try:
-        return _prune_input_spec(input_spec, static_model.forward.main_program,
-                                 static_model.forward.outputs)
+        with export_tracing():
+            static_model = paddle.jit.to_static(model, input_spec=input_spec, full_graph=True)
+            return _prune_input_spec(input_spec, static_model.forward.main_program,
+                                     static_model.forward.outputs)
     finally:
         model.__dict__.pop("forward", None)  # back to the dygraph forward
 

@@ -20,7 +20,9 @@ sys.path.insert(0, REPO_ROOT)
 import numpy as np  # noqa: E402
 from ppdet.engine.callbacks import Callback  # noqa: E402
 
-import slimext  # noqa: E402,F401
+import slimext  # noqa: E402
+
+slimext.register_with_ppdet()
 from slimext.commands.common import load_detection_config, parse_flags  # noqa: E402
 from slimext.commands.train import build_parser, prepare_on_all_ranks  # noqa: E402
 from slimext.quant.ranks import rank, start_data_parallel, world_size  # noqa: E402
