@@ -295,3 +295,29 @@ def test_the_coverage_trace_gives_every_layer_its_own_forward_back():
     model = ResidualQAT()(ResidualNet(), example_inputs=[example_input()])
     assert [path for path, layer in [("", model)] + list(model.named_sublayers())
             if "forward" in layer.__dict__] == []
+
+
+class RemembersItsInputs(ResidualNet):
+    """Stores what its forward saw on the layer, as ppdet's BaseArch does (self.inputs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = {}
+
+    def forward(self, x):
+        self.inputs["image"] = x
+        self.last_output = super().forward(x)
+        return self.last_output
+
+
+def test_the_coverage_trace_leaves_no_static_variable_on_the_model():
+    import copy
+
+    model = RemembersItsInputs()
+    inputs = model.inputs
+    model = ResidualQAT()(model, example_inputs=[example_input()])
+    assert model.inputs is inputs
+    # What the dygraph discovery forward stored stays; nothing the trace stored does.
+    assert isinstance(model.inputs["image"], paddle.Tensor)
+    assert isinstance(model.last_output, paddle.Tensor)
+    copy.deepcopy(model)  # ppdet's export deep-copies the model (develop's Trainer.export)

@@ -197,6 +197,7 @@ def trace_uncovered_joins(model, example_inputs):
     # model must train afterwards exactly as before, so every layer gets its own back.
     layers = [model] + list(model.sublayers())
     forwards = [layer.__dict__.get("forward") for layer in layers]
+    attributes = [_attribute_snapshot(layer) for layer in layers]
     install()  # before the export scope puts its old-IR stand-ins beneath the wrappers
     try:
         with export_tracing(), handling(recorder):
@@ -210,4 +211,57 @@ def trace_uncovered_joins(model, example_inputs):
                 layer.__dict__.pop("forward", None)
             else:
                 layer.__dict__["forward"] = forward
+        for layer, saved in zip(layers, attributes):
+            _drop_static_leftovers(layer, saved)
+
+
+# A Layer's own bookkeeping, which tracing does not fill with static values.
+_LAYER_INTERNALS = ("_parameters", "_sub_layers", "_buffers", "_forward_pre_hooks",
+                    "_forward_post_hooks", "_loaddict_holder", "_casted_by_pure_fp16",
+                    "_state_dict_hooks")
+
+
+def _attribute_snapshot(layer):
+    """{name: (value, a shallow copy of its items)} of the layer's plain attributes."""
+    saved = {}
+    for name, value in layer.__dict__.items():
+        if name in _LAYER_INTERNALS or name == "forward":
+            continue
+        items = dict(value) if isinstance(value, dict) else \
+            list(value) if isinstance(value, list) else None
+        saved[name] = (value, items)
+    return saved
+
+
+def _holds_static_value(value, depth=2):
+    import paddle
+
+    static_types = tuple(t for t in (paddle.static.Variable,
+                                     getattr(getattr(paddle, "pir", None), "Value", None))
+                         if isinstance(t, type))
+    if isinstance(value, static_types):  # Paddle counts dygraph tensors as Variables too
+        return not isinstance(value, paddle.Tensor)
+    if depth and isinstance(value, dict):
+        return any(_holds_static_value(v, depth - 1) for v in value.values())
+    if depth and isinstance(value, (list, tuple)):
+        return any(_holds_static_value(v, depth - 1) for v in value)
+    return False
+
+
+def _drop_static_leftovers(layer, saved):
+    """Undo what the traced forward stored on the layer (ppdet's `self.inputs[...] = ...`):
+    a static variable left there cannot be deep-copied or used again in dygraph."""
+    for name, value in list(layer.__dict__.items()):
+        if name in _LAYER_INTERNALS or name == "forward" or not _holds_static_value(value):
+            continue
+        if name not in saved:
+            del layer.__dict__[name]
+            continue
+        original, items = saved[name]
+        if isinstance(original, dict):
+            original.clear()
+            original.update(items)
+        elif isinstance(original, list):
+            original[:] = items
+        layer.__dict__[name] = original
 
