@@ -6,7 +6,6 @@ import glob
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import paddle
@@ -21,7 +20,7 @@ WORKER = os.path.join(REPO_ROOT, "tests", "distributed", "scale_sync_worker.py")
 VOTE_WORKER = os.path.join(REPO_ROOT, "tests", "distributed", "vote_worker.py")
 # 16 training images, 2 per rank and step: 4 optimizer steps per epoch on each rank.
 SHORT_RUN = ["epoch=1", "TrainReader.batch_size=2", "worker_num=0"]
-FAILURE_DEADLINE_S = 180
+FAILURE_DEADLINE_S = 180  # a hang guard (subprocess timeout), not a timed assertion
 
 
 def launch(script_args, log_dir, timeout=600):
@@ -204,22 +203,18 @@ def test_export_from_a_two_process_run_validates_and_runs_int8(cli_run, dataset_
 def test_a_failing_weight_check_stops_both_ranks_in_bounded_time(tmp_path, dataset_overrides):
     wrong = str(tmp_path / "wrong.pdparams")
     paddle.save({"unrelated.weight": paddle.ones([3, 3])}, wrong)
-    started = time.time()
     result = launch(["tools/train.py", "-c", DEMO_CONFIG, "--slim_config", RESIDUAL_QAT,
                      "--output_dir", str(tmp_path / "ckpt"), "-o", "pretrain_weights=" + wrong]
                     + SHORT_RUN + dataset_overrides, tmp_path / "log",
                     timeout=FAILURE_DEADLINE_S)
     assert result.returncode != 0
-    assert time.time() - started < FAILURE_DEADLINE_S
     for log in worker_logs(tmp_path / "log"):
         assert "Error: " in log, log[-2000:]
 
 
 def test_a_failure_on_one_rank_stops_the_rank_that_passed(tmp_path):
-    started = time.time()
     result = launch([VOTE_WORKER, "1"], tmp_path / "log", timeout=FAILURE_DEADLINE_S)
     assert result.returncode != 0
-    assert time.time() - started < FAILURE_DEADLINE_S
     log0, log1 = worker_logs(tmp_path / "log")
     assert "peer failed: loading the weights failed on rank(s) 1" in log0, log0[-2000:]
     assert "own error: weights do not fit on rank 1" in log1, log1[-2000:]
