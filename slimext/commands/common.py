@@ -7,6 +7,7 @@ import difflib
 import os
 import sys
 
+from slimext.commands.config_values import check_override_values, yaml_error_message
 from slimext.commands.errors import UserError, run_command  # noqa: F401 (used by every command)
 from slimext.commands.slim_config import read_slim_config
 
@@ -92,8 +93,11 @@ def load_detection_config(flags, mode):
         _check_file(slim_config, "slim config")
     try:
         cfg = load_config(flags.config)
-    except (OSError, KeyError) as error:
-        raise UserError("could not read config {!r} or one of its _BASE_ files: {}"
+    except Exception as error:  # ppdet raises whatever its YAML reading raises
+        message = yaml_error_message(error, "config {!r}".format(flags.config))
+        if message is None and not isinstance(error, (OSError, KeyError)):
+            raise
+        raise UserError(message or "could not read config {!r} or one of its _BASE_ files: {}"
                         .format(flags.config, error))
     unknown = {k: v for k, v in flags.opt.items() if k not in TOOL_KEYS}
     if slim_config:
@@ -101,9 +105,11 @@ def load_detection_config(flags, mode):
         known = dict(cfg)
         known.update(slim.data)
         check_override_keys(known, unknown)
+        check_override_values(known, flags.opt)
         slim.check_settings(flags.opt)
     else:
         check_override_keys(cfg, unknown)
+        check_override_values(cfg, flags.opt)
     merge_config(flags.opt)
     cfg.use_gpu = bool(cfg.get("use_gpu", False)) and _cuda_available()
     for flag in ("use_npu", "use_xpu", "use_mlu"):

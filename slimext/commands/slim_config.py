@@ -10,6 +10,7 @@ ppdet itself still loads the file into its global config when it builds the slim
 """
 import os
 
+from slimext.commands.config_values import yaml_error_message
 from slimext.commands.errors import UserError
 from slimext.compat.ppdet_internals import read_yaml_with_base
 
@@ -114,8 +115,16 @@ def read_slim_config(path):
     key = (os.path.abspath(path), os.path.getmtime(path))
     if key not in _CACHE:
         try:
-            _CACHE[key] = SlimConfig(path, dict(read_yaml_with_base(path)))
-        except (OSError, KeyError) as error:
-            raise UserError("could not read slim config {!r} or one of its _BASE_ files: {}"
-                            .format(path, error))
+            data = read_yaml_with_base(path)
+        except Exception as error:  # whatever YAML reading raises
+            message = yaml_error_message(error, "slim config {!r}".format(path))
+            if message is None and not isinstance(error, (OSError, KeyError)):
+                raise
+            raise UserError(message or "could not read slim config {!r} or one of its "
+                            "_BASE_ files: {}".format(path, error))
+        if not isinstance(data, dict) or not data.get("slim"):
+            raise UserError("slim config {!r} names no slim method (nor do its _BASE_ files): "
+                            "add a line such as `slim: ResidualQAT` (or ResidualPTQ, QAT, PTQ)"
+                            .format(path))
+        _CACHE[key] = SlimConfig(path, dict(data))
     return _CACHE[key]
