@@ -45,9 +45,12 @@ def launch(script, args):
         raise FileNotFoundError("script {!r} does not exist (give the path to a .py file, "
                                 "e.g. PaddleDetection/tools/train.py)".format(script))
     import slimext
+    from slimext.commands.console import filter_third_party_warnings, without_import_chatter
 
+    filter_third_party_warnings()
     try:
-        slimext.register_with_ppdet()
+        with without_import_chatter():
+            slimext.register_with_ppdet()
     except ImportError as error:
         raise LaunchError("slimext could not register with ppdet ({}): install the missing "
                           "package, or run from a folder whose ppdet can be imported"

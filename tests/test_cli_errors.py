@@ -101,3 +101,10 @@ def test_a_value_ppdet_would_fail_on_later_is_refused_first(override, words, dat
     result = run_tool(["tools/train.py", "-c", DEMO_CONFIG, "-o", override] + dataset_overrides)
     assert_one_error_line(result, *words)
     assert result.returncode == 2
+
+
+def test_a_tool_prints_no_third_party_import_chatter():
+    result = run_tool(["tools/train.py", "-c", "configs/picodet/no_such_config.yml"])
+    output = result.stdout + result.stderr
+    assert "ccache" not in output and "numba" not in output, output[-2000:]
+    assert_one_error_line(result, "no_such_config.yml")

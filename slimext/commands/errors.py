@@ -5,7 +5,6 @@ Bad input raises `UserError` with the fix in its message; `run_command` turns it
 """
 import functools
 import sys
-import warnings
 
 
 class UserError(Exception):
@@ -19,10 +18,11 @@ def run_command(main):
     @functools.wraps(main)
     def wrapper(argv=None):
         import slimext
+        from slimext.commands.console import filter_third_party_warnings, without_import_chatter
 
-        # A tool's own process: Paddle's and ppdet's deprecation chatter is not the user's.
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        slimext.register_with_ppdet()
+        filter_third_party_warnings()  # a tool's own process: see slimext.commands.console
+        with without_import_chatter():
+            slimext.register_with_ppdet()
         try:
             return main(argv)
         except UserError as error:
