@@ -16,12 +16,13 @@ STAMP := $(VENV)/.slimext-installed
 install: $(STAMP)
 
 # paddleslim 2.6.0 pins opencv 4.6.0.66 while paddledet wants <=4.6.0, so it goes in
-# with --no-deps after the rest; constraints.txt holds the pins that were measured to work.
+# with --no-deps after the rest (last, so that no later install re-checks its pins and
+# prints pip's resolver ERROR); constraints.txt holds the pins that were measured to work.
 $(STAMP): stacks/$(STACK).txt requirements-extra.txt constraints.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -r stacks/$(STACK).txt
-	$(PIP) install -q --no-deps paddleslim==2.6.0
 	$(PIP) install -q -c constraints.txt $$(grep -v '^#' requirements-extra.txt | grep -v paddleslim)
+	$(PIP) install -q --no-deps paddleslim==2.6.0
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
