@@ -164,7 +164,7 @@ def test_only_the_export_scope_traces_into_the_old_ir(tmp_path):
     assert "export.pdmodel" in files
     default = "json" if PADDLE3 else "pdmodel"  # what Paddle writes by itself
     assert "before.{}".format(default) in files and "after.{}".format(default) in files
-    assert state == ("True None None" if PADDLE3 else "None None None")
+    assert state == ("True None None" if PADDLE3 else "False None None")  # Paddle's default
 
 
 def test_lcpan_builds_do_not_share_a_growing_default():
