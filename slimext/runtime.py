@@ -28,7 +28,6 @@ def atomic_save_model(save_model):
 
 def install_atomic_checkpoints():
     """Route ppdet's Checkpointer through `atomic_save_model` (idempotent)."""
-    from ppdet.engine import callbacks
+    from slimext.compat.ppdet_hooks import checkpoint_writer_wrapped
 
-    if not hasattr(callbacks.save_model, "__wrapped__"):
-        callbacks.save_model = atomic_save_model(callbacks.save_model)
+    checkpoint_writer_wrapped(atomic_save_model)

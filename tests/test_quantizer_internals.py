@@ -71,3 +71,34 @@ def test_ppdet_privates_only_in_the_boundary_and_loud_when_gone():
                     assert not PPDET_PRIVATE.search(f.read()), path
     with pytest.raises(PpdetInternalsChanged, match=r"Trainer._metrics.*paddledet 2\.6\.0"):
         trainer_metrics(object())
+
+
+# Private program editing, ppdet privates and assignments to Paddle's or ppdet's attributes:
+# only slimext.compat may do them (patches of another package live in one place).
+PATCH_OR_PRIVATE = re.compile(
+    r"\._(rename_input|remove_op|insert_op|sync_with_cpp)\(|layer_helper\.LayerHelper"
+    r"|_prune_input_spec|\._local_rank\b|\.loader\.loader\b"
+    r"|\bload_pretrain_weight\s*=[^=]|\bTrainer\.\w+\s*=[^=]|\bcallbacks\.\w+\s*=[^=]"
+    r"|^\s*(paddle|ppdet|paddleslim)(\.\w+)+\s*=[^=]|setattr\((paddle|ppdet|paddleslim|Trainer)\b")
+
+
+def test_patches_and_private_reach_ins_only_in_the_boundary():
+    offenders = []
+    for folder, _, files in os.walk(SLIMEXT):
+        if folder.startswith(BOUNDARY):
+            continue
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.endswith(".py"):
+                with open(path) as f:
+                    for number, line in enumerate(f, 1):
+                        if PATCH_OR_PRIVATE.search(line.split("#")[0]):
+                            offenders.append("{}:{}: {}".format(path, number, line.strip()))
+    assert not offenders, "\n".join(offenders)
+
+
+def test_a_moved_program_editing_method_fails_loudly_with_the_version():
+    from slimext.compat.program_editing import ProgramEditingChanged, remove_op
+
+    with pytest.raises(ProgramEditingChanged, match=r"_remove_op.*Paddle \d"):
+        remove_op(object(), 0)

@@ -2,9 +2,9 @@
 evaluation passes, PTQ calibration batches."""
 import time
 
-import slimext.commands.common  # noqa: F401  (sets Paddle's environment before ppdet loads)
 from ppdet.engine.callbacks import Callback
 
+from slimext.compat.ppdet_internals import local_rank
 from slimext.progress import StepProgress, clock, open_console
 
 
@@ -69,7 +69,7 @@ def install_trainer_progress(trainer, quiet=False):
     """Register the progress callback on a ppdet Trainer; rank 0 only, nothing when quiet
     or without a terminal. Returns the Console."""
     console = open_console(quiet)
-    if console.enabled and getattr(trainer, "_local_rank", 0) == 0:
+    if console.enabled and local_rank(trainer) == 0:
         trainer.register_callbacks([TrainerProgress(trainer, console)])
     return console
 

@@ -14,6 +14,7 @@ import os
 from slimext.commands.common import (UserError, load_detection_config, make_parser,
                                      metric_capture, parse_flags, run_command, weights_path)
 from slimext.commands.slim_config import PTQ_METHOD, read_slim_config
+from slimext.compat.ppdet_internals import rewind_loader
 from slimext.fileio import replace_dir, staging_dir
 
 SLIM_NAME = PTQ_METHOD
@@ -81,7 +82,7 @@ def evaluate_calibrated(trainer):
     """The EvalDataset metric of the calibrated fake-quant model (e.g. {'bbox': [...]})."""
     # ppdet's eval loader is its own iterator and post_quant's loop left it mid-way:
     # without a rewind the evaluation would skip the calibration images.
-    trainer.loader.loader = iter(trainer.loader.dataloader)
+    rewind_loader(trainer)
     capture = metric_capture()(trainer)
     trainer.register_callbacks([capture])
     trainer.evaluate()

@@ -31,3 +31,28 @@ def trainer_metrics(trainer):
     if metrics is None:
         raise _missing("reading evaluation results", "Trainer._metrics")
     return metrics
+
+
+def prune_input_spec(input_spec, program, outputs):
+    """ppdet's `_prune_input_spec`: the inputs a traced program reads (its export uses it)."""
+    from ppdet.engine import export_utils
+
+    prune = getattr(export_utils, "_prune_input_spec", None)
+    if prune is None:
+        raise _missing("dropping the inputs a program does not read",
+                       "engine.export_utils._prune_input_spec")
+    return prune(input_spec, program, outputs)
+
+
+def rewind_loader(trainer):
+    """Start the Trainer's loader from its first batch again (ppdet's loader wraps a
+    one-pass iterator over its DataLoader)."""
+    loader = getattr(trainer, "loader", None)
+    if loader is None or not hasattr(loader, "dataloader"):
+        raise _missing("rewinding the evaluation loader", "Trainer.loader.dataloader")
+    loader.loader = iter(loader.dataloader)
+
+
+def local_rank(trainer):
+    """The Trainer's rank in this node (0 without distributed training)."""
+    return getattr(trainer, "_local_rank", 0)

@@ -13,6 +13,7 @@ dropping the reshape changes no number and lets the passes fold the bias into th
 """
 import os
 
+from slimext.compat.program_editing import remove_op, rename_input, sync_with_cpp
 from slimext.fileio import atomic_path
 
 CONV_TYPES = ("conv2d", "depthwise_conv2d", "conv2d_transpose")
@@ -64,14 +65,14 @@ def fold_conv_biases(program):
         if add is None:
             continue
         outputs = list(reshape.output_arg_names)  # the reshaped bias and its XShape
-        add._rename_input(reshape.output("Out")[0], reshape.input("X")[0])
+        rename_input(add, reshape.output("Out")[0], reshape.input("X")[0])
         add._set_attr("axis", 1)
-        block._remove_op(index)   # frees the op's desc: read nothing of it after this
+        remove_op(block, index)   # frees the op's desc: read nothing of it after this
         for name in outputs:
             block._remove_var(name)
         folded += 1
     if folded:
-        program._sync_with_cpp()
+        sync_with_cpp(program)
     return folded
 
 

@@ -5,6 +5,7 @@
 `build_slim_model` before the QAT wrapping and by `Trainer.load_weights`) runs through it.
 """
 import contextlib
+import functools
 import logging
 
 import numpy as np
@@ -16,9 +17,6 @@ from slimext.matcher.policy import ERROR, OK, WeightCheckPolicy
 logger = logging.getLogger("slimext.weight_check")
 PPDET_CHECKPOINT_LOGGER = "ppdet.utils.checkpoint"
 # Modules that bound `load_pretrain_weight` by name when ppdet imported them.
-_PPDET_LOADER_USERS = ("ppdet.slim", "ppdet.engine.trainer")
-
-
 class WeightCheckFailed(Exception):
     """The verdict was `error`; `.report` holds the full WeightMatchReport."""
 
@@ -82,34 +80,31 @@ def checked_ppdet_weight_loading(policy=None, target="model", verbose=False, che
     its config inside the block; `checks(path)` (default: every load) picks the loads to
     check, the others go to ppdet's own loader.
     """
-    import importlib
+    from slimext.compat.ppdet_hooks import pretrain_loader_replaced
 
-    def load_pretrain_weight(model, pretrain_weight, *more, **options):
-        # ppdet >= 2.7 passes ARSL_eval (semi-supervised teacher/student keys): its own
-        # loader handles that layout.
-        if any(more) or any(options.values()):
-            return ppdet_loader(model, pretrain_weight, *more, **options)
-        if not pretrain_weight:  # ppdet's slim path calls this even without weights
-            _ppdet_style_logger().info("no pretrain_weights: the model starts from its "
-                                       "initializer")
-            return
-        current = policy() if callable(policy) else policy
-        if (checks is not None and not checks(pretrain_weight)) or \
-                (current is not None and not current.enable):
-            return ppdet_loader(model, pretrain_weight)
-        load_checked_weights(model, pretrain_weight, current, target=target, verbose=verbose)
+    def checked_loader(ppdet_loader):
+        return functools.partial(_load_pretrain_weight, ppdet_loader, policy, target, verbose,
+                                 checks)
 
-    modules = [importlib.import_module(name) for name in _PPDET_LOADER_USERS]
-    saved = [m.load_pretrain_weight for m in modules]
-    ppdet_loader = saved[0]
-    for module in modules:
-        module.load_pretrain_weight = load_pretrain_weight
-    try:
-        with quiet_ppdet_checkpoint_log():
-            yield
-    finally:
-        for module, original in zip(modules, saved):
-            module.load_pretrain_weight = original
+    with pretrain_loader_replaced(checked_loader), quiet_ppdet_checkpoint_log():
+        yield
+
+
+def _load_pretrain_weight(ppdet_loader, policy, target, verbose, checks, model,
+                          pretrain_weight, *more, **options):
+    # ppdet >= 2.7 passes ARSL_eval (semi-supervised teacher/student keys): its own
+    # loader handles that layout.
+    if any(more) or any(options.values()):
+        return ppdet_loader(model, pretrain_weight, *more, **options)
+    if not pretrain_weight:  # ppdet's slim path calls this even without weights
+        _ppdet_style_logger().info("no pretrain_weights: the model starts from its "
+                                   "initializer")
+        return
+    current = policy() if callable(policy) else policy
+    if (checks is not None and not checks(pretrain_weight)) or \
+            (current is not None and not current.enable):
+        return ppdet_loader(model, pretrain_weight)
+    load_checked_weights(model, pretrain_weight, current, target=target, verbose=verbose)
 
 
 def _ppdet_style_logger():

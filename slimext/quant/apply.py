@@ -14,6 +14,7 @@ from paddle.nn.quant.quant_layers import FakeQuantMovingAverageAbsMax
 from slimext.quant import interception
 from slimext.quant.coverage import value_key
 from slimext.quant.interception import FrameStack
+from slimext.compat.program_editing import layer_helper
 from slimext.compat.quantizer_internals import moving_average_state, moving_rate, quant_bits
 
 QUANTIZERS_ATTR = "slimext_join_quantizers"
@@ -135,7 +136,7 @@ class JoinFakeQuant(FakeQuantMovingAverageAbsMax):
     def forward(self, input):
         if paddle.in_dynamic_mode():
             return super().forward(input)
-        helper = paddle.base.layer_helper.LayerHelper("join_fake_quant")
+        helper = layer_helper("join_fake_quant")
         out = helper.create_variable_for_type_inference(dtype=input.dtype)
         scale, state, accum = moving_average_state(self)
         inputs = {"X": [input], "InScale": [scale]}

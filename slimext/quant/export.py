@@ -11,6 +11,7 @@ import os
 
 import paddle
 
+from slimext.compat.program_editing import insert_op, remove_op, rename_input, sync_with_cpp
 from slimext.compat.tracing import export_tracing
 from slimext.deploy.conv_bias import fold_conv_biases
 from slimext.fileio import atomic_write_json, move_into_place, staging_dir
@@ -34,13 +35,13 @@ def _drop_fake_quant(program, fetch_targets, keep_bits):
         source, target = op.input("X")[0], op.output("Out")[0]
         for other in block.ops:
             if target in other.input_arg_names:
-                other._rename_input(target, source)
+                rename_input(other, target, source)
         for i, var in enumerate(fetch_targets):
             if var.name == target:
                 fetch_targets[i] = block.var(source)
         dropped.append((op.output("OutScale")[0], op.attr("bit_length")))
-        block._remove_op(index)
-    program._sync_with_cpp()
+        remove_op(block, index)
+    sync_with_cpp(program)
     return dropped
 
 
@@ -62,7 +63,7 @@ def _store_constant_weights_as_int8(program, scope, place):
             continue
         name = op.input("Y")[0]
         if name in dequantized_of:  # one INT8 copy serves every op that reads the constant
-            op._rename_input(name, dequantized_of[name])
+            rename_input(op, name, dequantized_of[name])
             continue
         var = block.vars.get(name)
         if var is None or not var.persistable or name in producers:
@@ -81,15 +82,15 @@ def _store_constant_weights_as_int8(program, scope, place):
         dequantized = block.create_var(name=name + "@dequantized", shape=var.shape,
                                        dtype=var.dtype, persistable=False)
         position = block.ops.index(op)
-        block._insert_op(position, type="dequantize_linear",
+        insert_op(block, position, type="dequantize_linear",
                          inputs={"X": [int8_name], "Scale": [scale_name],
                                  "ZeroPoint": [zero_name]},
                          outputs={"Y": [dequantized]},
                          attrs={"quant_axis": -1, "bit_length": 8})
-        op._rename_input(name, dequantized.name)
+        rename_input(op, name, dequantized.name)
         dequantized_of[name] = dequantized.name
         converted.append({"weight": name, "op": op.type, "exact": bool(exact)})
-    program._sync_with_cpp()
+    sync_with_cpp(program)
     return converted
 
 

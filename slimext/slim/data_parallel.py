@@ -10,7 +10,6 @@ Works for any quantized model ppdet trains (`slim: ResidualQAT` or PaddleSlim's 
 the observers are found by type, see slimext.quant.scale_sync.
 """
 import contextlib
-import functools
 
 from ppdet.engine.callbacks import Callback
 from ppdet.utils.logger import setup_logger
@@ -102,18 +101,8 @@ def scale_sync_on_every_trainer():
     """For a PaddleDetection tool script: every ppdet Trainer that starts training in the
     block gets `install_scale_sync` first, with the config as merged by then."""
     from ppdet.core.workspace import global_config
-    from ppdet.engine import Trainer
 
-    original = Trainer.train
+    from slimext.compat.ppdet_hooks import trainer_train_preceded_by
 
-    @functools.wraps(original)
-    def train(self, *args, **kwargs):
-        if self.mode == "train":
-            install_scale_sync(self, global_config)
-        return original(self, *args, **kwargs)
-
-    Trainer.train = train
-    try:
+    with trainer_train_preceded_by(lambda trainer: install_scale_sync(trainer, global_config)):
         yield
-    finally:
-        Trainer.train = original

@@ -50,14 +50,14 @@ def prune_unused_inputs(model, input_spec):
     program cannot be saved with a feed it does not use (PicoDet ignores im_shape).
     """
     import paddle
-    from ppdet.engine.export_utils import _prune_input_spec
+    from slimext.compat.ppdet_internals import prune_input_spec
 
     from slimext.compat.tracing import export_tracing
 
     try:
         with export_tracing():
             static_model = paddle.jit.to_static(model, input_spec=input_spec, full_graph=True)
-            return _prune_input_spec(input_spec, static_model.forward.main_program,
+            return prune_input_spec(input_spec, static_model.forward.main_program,
                                      static_model.forward.outputs)
     finally:
         model.__dict__.pop("forward", None)  # back to the dygraph forward
