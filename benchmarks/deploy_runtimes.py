@@ -22,12 +22,12 @@ benchmarks/results/deploy_runtimes.{json,md} and prints the tables.
 """
 import json
 import os
-import shutil
 
 import yaml
 
 from benchmarks import picodet_s_latency as pico_s
 from slimext.isolation import run_in_fresh_process
+from slimext.fileio import atomic_write_json, atomic_write_text, replace_dir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/picodet/picodet_s_320_coco_lcnet.yml"
@@ -44,11 +44,7 @@ def export_as_traced(config, output_dir, weights):
                                          "weights=" + weights] + pico_s.EXPORT_OVERRIDES)
     exported = export_detector(load_detection_config(flags, mode="test"), output_dir,
                                fold_conv_biases=False)
-    target = os.path.join(output_dir, "picodet_s_320_as_traced")
-    if os.path.isdir(target):
-        shutil.rmtree(target)
-    os.rename(exported, target)
-    return target
+    return replace_dir(exported, os.path.join(output_dir, "picodet_s_320_as_traced"))
 
 
 def float_gates_slim_config(workdir, slim):
@@ -58,8 +54,7 @@ def float_gates_slim_config(workdir, slim):
     data["ResidualQAT"]["rules"] = list(data["ResidualQAT"].get("rules") or []) + \
         [FLOAT_GATES_RULE]
     path = os.path.join(workdir, "picodet_s_320_residual_qat_float_gates.yml")
-    with open(path, "w") as f:
-        yaml.safe_dump(data, f)
+    atomic_write_text(path, yaml.safe_dump(data))
     return path
 
 
@@ -98,8 +93,7 @@ def build_exports(workdir):
         workdir, config, float_gates_slim_config(workdir, slim), weights, exports["float"],
         image_dir)
     exports["int8"] = _int8_export(workdir, config, slim, weights, exports["float"], image_dir)
-    with open(built, "w") as f:
-        json.dump(exports, f, indent=1)
+    atomic_write_json(built, exports, indent=1)
     return exports
 
 

@@ -7,7 +7,6 @@ get the same inputs; ppdet's gets objects with a `.shape`, as its loader passes 
 Times are medians; the ratio is ppdet / ours. The pairs both produce are compared.
 """
 import argparse
-import json
 import logging
 import os
 import platform
@@ -93,8 +92,10 @@ def main(argv=None):
     print("\nmedian of {} runs; {} CPU(s), Python {}; reproduce: "
           ".venv/bin/python -m benchmarks.matcher_speed".format(
               args.repeat, os.cpu_count(), platform.python_version()))
-    with open(args.json, "w") as f:
-        json.dump({"repeat": args.repeat, "cpus": os.cpu_count(), "rows": rows}, f, indent=1)
+    from slimext.fileio import atomic_write_json
+
+    atomic_write_json(args.json, {"repeat": args.repeat, "cpus": os.cpu_count(), "rows": rows},
+                      indent=1)
     print("JSON: {}".format(os.path.relpath(args.json, REPO)))
 
 

@@ -16,6 +16,7 @@ import re
 import numpy as np
 
 from slimext.isolation import run_in_fresh_process
+from slimext.fileio import atomic_write_json
 
 SIZES = {"train": 64, "val": 16}
 CASES = (("float", "onednn", "float, oneDNN fp32"),
@@ -36,8 +37,7 @@ def build_models(workdir, seed=0):
     for method in resnet.METHODS:
         dirs[method] = run_in_fresh_process(resnet.train_qat, workdir, method, 1, seed,
                                             SIZES)["model_dir"]
-    with open(built, "w") as f:
-        json.dump(dirs, f, indent=1)
+    atomic_write_json(built, dirs, indent=1)
     return dirs
 
 

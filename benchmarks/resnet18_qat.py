@@ -111,7 +111,7 @@ def _quantize(method, model):
     """The QAT-wrapped model and a function that exports it to a path prefix."""
     import paddle
 
-    from slimext.quant.qat import DEFAULT_QUANT_CONFIG
+    from slimext.quant.settings import DEFAULT_QUANT_CONFIG
 
     if method == "paddleslim_qat":
         from paddleslim import QAT

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from slimext.isolation import StepFailed, run_in_fresh_process
 from slimext.progress import hand_over_terminal
-from slimext.fileio import atomic_write_text
+from slimext.fileio import atomic_write_json, atomic_write_text
 
 DEMO_CONFIG = "configs/picodet/picodet_xs_192_demo_lcnet.yml"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,8 +96,7 @@ def make_dataset(context):
                 return
     counts = generate(context.dataset_dir, **params)
     # Written last: a stamp only exists beside a complete set.
-    with open(stamp, "w") as f:
-        json.dump(params, f)
+    atomic_write_json(stamp, params)
     log("dataset: {} train / {} val images, {} / {} boxes in {}".format(
         context.num_train, context.num_val, counts["train"], counts["val"],
         context.dataset_dir))

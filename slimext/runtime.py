@@ -1,8 +1,8 @@
 """Checkpoints that a crash cannot leave half-written."""
 import glob
 import os
-import shutil
-import tempfile
+
+from slimext.fileio import move_into_place, staging_dir
 
 
 def atomic_save_model(save_model):
@@ -13,14 +13,11 @@ def atomic_save_model(save_model):
     """
 
     def save(model, optimizer, save_dir, save_name, last_epoch, ema_model=None):
-        os.makedirs(save_dir, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".ckpt-", dir=save_dir)
-        try:
+        with staging_dir(save_dir, prefix=".ckpt-") as staging:
             save_model(model, optimizer, staging, save_name, last_epoch, ema_model)
-            for path in glob.glob(os.path.join(staging, save_name + ".*")):
-                os.replace(path, os.path.join(save_dir, os.path.basename(path)))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            written = [os.path.basename(p)
+                       for p in glob.glob(os.path.join(staging, save_name + ".*"))]
+            move_into_place(staging, written, save_dir)
 
     save.__wrapped__ = save_model
     return save

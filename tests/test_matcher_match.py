@@ -1,5 +1,4 @@
 """Key matching: the pairs ppdet's loader makes, found in linear time."""
-import time
 from types import SimpleNamespace
 
 import pytest

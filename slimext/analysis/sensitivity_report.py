@@ -103,7 +103,8 @@ def plot_ranking(ranking, path, top=20):
             ax.text(ranking.quant_value, -0.7, " all quantized", color="gray", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
         fig.tight_layout()
-        write_atomically(path, lambda tmp: _save_small_png(fig, tmp))
+        with atomic_path(path) as staging:
+            _save_small_png(fig, staging)
     finally:
         plt.close(fig)
 
@@ -119,12 +120,6 @@ def _save_small_png(fig, path):
     buffer.seek(0)
     Image.open(buffer).convert("RGB").quantize(colors=64).save(path, format="PNG",
                                                                 optimize=True)
-
-
-def write_atomically(path, write):
-    """Call write(tmp_path) for a temporary file beside `path`, then rename it to `path`."""
-    with atomic_path(path) as tmp:
-        write(tmp)
 
 
 def write_text(path, text):

@@ -1,6 +1,5 @@
 """Time an export on every runtime and precision that applies here; recommend what to ship."""
 import argparse
-import json
 
 from slimext.commands.common import UserError, run_command
 
@@ -26,7 +25,7 @@ def build_parser():
 @run_command
 def main(argv=None):
     flags = build_parser().parse_args(argv)
-    from slimext.analysis.sensitivity_report import write_atomically
+    from slimext.fileio import atomic_write_json
     from slimext.deploy.bench import format_table, run_bench
 
     runtimes = [r.strip() for r in flags.runtimes.split(",") if r.strip()] \
@@ -42,10 +41,7 @@ def main(argv=None):
     print()
     print("Recommendation: " + result["recommendation"])
     if flags.json:
-        def write(tmp):
-            with open(tmp, "w") as f:
-                json.dump(result, f, indent=2)
-        write_atomically(flags.json, write)
+        atomic_write_json(flags.json, result)
         print("result written to {}".format(flags.json))
 
 

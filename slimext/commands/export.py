@@ -1,8 +1,8 @@
 """Export a trained detector for Paddle Inference (model.pdmodel/.pdiparams + infer_cfg.yml)."""
 import os
 
-from slimext.commands.common import (UserError, load_detection_config, make_parser, parse_flags,
-                                     run_command, weights_path)
+from slimext.commands.common import (load_detection_config, make_parser, parse_flags, run_command,
+                                     weights_path)
 from slimext.commands.slim_config import read_slim_config
 from slimext.deploy.conv_bias import rewrite_export_dir
 from slimext.fileio import replace_dir, staging_dir

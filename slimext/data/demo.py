@@ -8,12 +8,11 @@ model that works. The same seed always yields byte-identical files.
     python -m slimext.data.demo --out dataset/demo --train 320 --val 60
 """
 import argparse
-import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
+
+from slimext.fileio import atomic_write_json, replace_dir, staging_dir
 
 CATEGORIES = ("circle", "square", "triangle")
 IMAGE_SIZE = 192
@@ -119,27 +118,20 @@ def _write_split(root, split, count, seed):
     coco = {"images": images, "annotations": annotations,
             "categories": [{"id": i + 1, "name": n, "supercategory": "shape"}
                            for i, n in enumerate(CATEGORIES)]}
-    with open(os.path.join(root, "annotations", "instances_{}.json".format(split)), "w") as f:
-        json.dump(coco, f)
+    atomic_write_json(os.path.join(root, "annotations", "instances_{}.json".format(split)), coco,
+                      indent=None)
     return len(annotations)
 
 
 def generate(out_dir, num_train=320, num_val=60, seed=0):
     """Write the set to out_dir (atomically: a finished set is never half-overwritten)."""
     out_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".demo-", dir=parent)
-    try:
-        os.makedirs(os.path.join(staging, "annotations"))
-        counts = {"train": _write_split(staging, "train", num_train, seed),
-                  "val": _write_split(staging, "val", num_val, seed + 1)}
-        if os.path.isdir(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with staging_dir(os.path.dirname(out_dir), prefix=".demo-") as staging:
+        build = os.path.join(staging, "set")
+        os.makedirs(os.path.join(build, "annotations"))
+        counts = {"train": _write_split(build, "train", num_train, seed),
+                  "val": _write_split(build, "val", num_val, seed + 1)}
+        replace_dir(build, out_dir)
     return counts
 
 

@@ -14,7 +14,6 @@ import os
 import sys
 import time
 
-import numpy as np
 
 from slimext.deploy.hardware import describe_machine, isa_line
 from slimext.deploy.int8_kernels import Int8NotUsedError, is_qdq_program

@@ -6,6 +6,7 @@ import tempfile
 import numpy as np
 
 from slimext.deploy.preprocess import load_image
+from slimext.fileio import atomic_write_json
 
 
 def predict_dataset(predictor, anno_file, image_dir, limit=None):
@@ -35,8 +36,7 @@ def coco_map(anno_file, results, image_ids=None):
         return [0.0] * 12  # COCO's loadRes refuses an empty result list
     with tempfile.TemporaryDirectory() as folder:
         json_file = os.path.join(folder, "bbox.json")
-        with open(json_file, "w") as f:
-            json.dump(results, f)
+        atomic_write_json(json_file, results, indent=None)
         if image_ids is not None:
             anno_file = _subset_annotations(anno_file, image_ids, folder)
         return [float(x) for x in cocoapi_eval(json_file, "bbox", anno_file=anno_file)]
@@ -50,9 +50,7 @@ def _subset_annotations(anno_file, image_ids, folder):
     data["images"] = [im for im in data["images"] if im["id"] in keep]
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
     path = os.path.join(folder, "subset.json")
-    with open(path, "w") as f:
-        json.dump(data, f)
-    return path
+    return atomic_write_json(path, data, indent=None)
 
 
 def evaluate_predictor(predictor, anno_file, image_dir, limit=None):

@@ -28,7 +28,6 @@ from slimext.quant import settings
 from slimext.quant.calibration import CalibrationError, check_options, make_calibrator
 from slimext.quant.qat import ResidualQAT
 from slimext.quant.quantizers import all_quantizers, bypassed
-from slimext.quant.settings import DEFAULT_QUANT_CONFIG  # noqa: F401 (the keys PTQ starts from)
 from slimext.compat.quantizer_internals import (is_moving_average, quant_bits,
                                                 set_moving_average_state)
 

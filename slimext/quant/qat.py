@@ -17,7 +17,7 @@ from slimext.quant.apply import QUANTIZERS_ATTR, attach_join_quantizers
 from slimext.quant.coverage import JoinCoverageError, report_uncovered, trace_uncovered_joins
 from slimext.quant.joins import trace_joins
 from slimext.quant.plan import build_plan
-from slimext.quant.settings import DEFAULT_QUANT_CONFIG, check_quant_config
+from slimext.quant.settings import check_quant_config
 from slimext.compat.quantizer_internals import (layer_quantizers, quantize_layer_inputs_only,
                                                 set_quant_bits)
 
