@@ -18,18 +18,24 @@ PRIVATE = re.compile(r"(?<!\w)(_fake_quant_(input|weight)|_quant_bits|_act_prepr
 KEY_FORMATS = {os.path.join(SLIMEXT, "matcher", "keys.py")}
 
 
-def test_no_private_quantizer_attribute_outside_the_boundary():
+def lines_outside_the_boundary(pattern, skip=()):
+    """'path:line: text' of every code line of slimext outside slimext/compat matching."""
     offenders = []
     for folder, _, files in os.walk(SLIMEXT):
         if folder.startswith(BOUNDARY):
             continue
         for name in files:
             path = os.path.join(folder, name)
-            if name.endswith(".py") and path not in KEY_FORMATS:
+            if name.endswith(".py") and path not in skip:
                 with open(path) as f:
                     for number, line in enumerate(f, 1):
-                        if PRIVATE.search(line.split("#")[0]):
+                        if pattern.search(line.split("#")[0]):
                             offenders.append("{}:{}: {}".format(path, number, line.strip()))
+    return offenders
+
+
+def test_no_private_quantizer_attribute_outside_the_boundary():
+    offenders = lines_outside_the_boundary(PRIVATE, skip=KEY_FORMATS)
     assert not offenders, "\n".join(offenders)
 
 
@@ -83,17 +89,7 @@ PATCH_OR_PRIVATE = re.compile(
 
 
 def test_patches_and_private_reach_ins_only_in_the_boundary():
-    offenders = []
-    for folder, _, files in os.walk(SLIMEXT):
-        if folder.startswith(BOUNDARY):
-            continue
-        for name in files:
-            path = os.path.join(folder, name)
-            if name.endswith(".py"):
-                with open(path) as f:
-                    for number, line in enumerate(f, 1):
-                        if PATCH_OR_PRIVATE.search(line.split("#")[0]):
-                            offenders.append("{}:{}: {}".format(path, number, line.strip()))
+    offenders = lines_outside_the_boundary(PATCH_OR_PRIVATE)
     assert not offenders, "\n".join(offenders)
 
 
