@@ -8,9 +8,8 @@ QDQ export -> oneDNN INT8 inference -> float and INT8 timed again interleaved (t
 latencies the report uses) -> pictures (detection grid, bar chart) -> report.md/report.json.
 
 Extension point: a stage is a function taking the shared `DemoContext`; `build_stages()`
-returns the ordered list. Later stages (QAT training, INT8 export, INT8 inference) are added
-there and put their numbers into `context.results` under their own keys; the report shows
-every entry of `context.results["inference"]` without changes.
+returns the ordered list. Each stage puts its numbers into `context.results` under its own
+key; the report shows every entry of `context.results["inference"]`.
 """
 import argparse
 import json

@@ -48,7 +48,7 @@ class JoinQuantizerHandler:
     slimext.quant.interception for why that is exception-safe and per context.
     """
 
-    def __init__(self, model, plan, quantizers, moving_rate=0.9):
+    def __init__(self, model, plan, quantizers):
         self.plan = plan
         self.quantizers = quantizers
         self.sites = {p.site: p for p in plan.active_joins()}
@@ -158,4 +158,4 @@ def attach_join_quantizers(model, plan, moving_rate=0.9):
         quantizers[quantizer_key(spec.name)] = JoinFakeQuant(
             name=quantizer_key(spec.name), moving_rate=moving_rate, quant_bits=spec.bits)
     setattr(model, QUANTIZERS_ATTR, quantizers)
-    return JoinQuantizerHandler(model, plan, quantizers, moving_rate)
+    return JoinQuantizerHandler(model, plan, quantizers)

@@ -17,7 +17,6 @@ class QuantizerSpec:
     bits: int
     members: List[str]
     source: str
-    symmetric: bool = True
 
     @property
     def shared(self):
@@ -176,6 +175,8 @@ def plan_from_dict(data):
         joins.append(JoinPlacement(j["site"], j["kind"], j["layer_type"],
                                    {int(k): v for k, v in j["inputs"].items()}, j["output"],
                                    j["skipped"], signature))
-    quantizers = {name: QuantizerSpec(**spec) for name, spec in data["quantizers"].items()}
+    # Exports written before the (always true) `symmetric` field was dropped still load.
+    quantizers = {name: QuantizerSpec(**{k: v for k, v in spec.items() if k != "symmetric"})
+                  for name, spec in data["quantizers"].items()}
     layers = [LayerSetting(**layer) for layer in data["layers"]]
     return QuantPlan(data["backend"], joins, quantizers, layers)
