@@ -12,7 +12,7 @@ depend on the weights), all without box decoding and NMS (`export.benchmark=True
 - `picodet_s_320_residual_qat`: ResidualQAT INT8 QDQ as shipped (gates INT8);
 
 INT8 scales are calibrated on demo images as in benchmarks/picodet_s_latency.py. Then
-slimext.deploy.bench.run_bench times them all interleaved (Paddle plain fp32, oneDNN fp32,
+slimext.deploy.runtime_choice.run_bench times them all interleaved (Paddle plain fp32, oneDNN fp32,
 oneDNN INT8, OpenVINO fp32 and INT8 when installed), Paddle's profiler breaks each oneDNN
 run down by op type, oneDNN verbose by primitive, and OpenVINO's per-node counters its
 fp32 and INT8 runs. Writes
@@ -125,7 +125,7 @@ def openvino_profiles(exports):
 
 
 def render_markdown(result):
-    from slimext.deploy.bench import format_table
+    from slimext.deploy.runtime_choice import format_table
     from slimext.deploy.onednn_profile import format_profile
     from slimext.deploy.op_profile import format_op_profile
 
@@ -154,7 +154,7 @@ def main(argv=None):
 
     slimext.register_with_ppdet()  # slimext's slim classes and compat fixes
     from benchmarks.qat_compare import built_or_exit, timing_parser, write_results
-    from slimext.deploy.bench import run_bench
+    from slimext.deploy.runtime_choice import run_bench
     from slimext.deploy.onednn_profile import profile_onednn
 
     flags = timing_parser(__doc__, "bench_output/deploy_runtimes", 40, 15.0).parse_args(argv)

@@ -50,7 +50,7 @@ def time_cases(dirs, runs, max_seconds, cpu_threads=2):
     """Rows of median/p90 ms per case, timed round-robin in this process."""
     from paddle import inference
 
-    from slimext.deploy.bench import time_interleaved
+    from slimext.deploy.runtime_choice import time_interleaved
     from slimext.deploy.native_log import capture_native_stderr
     from slimext.deploy.predictor import create_config
 

@@ -37,7 +37,7 @@ def measure(args, workdir):
     import paddle
 
     from benchmarks.monitor_overhead import quantized_model
-    from slimext.quant.ranks import rank, start_data_parallel
+    from slimext.distributed import rank, start_data_parallel
     from slimext.quant.scale_sync import ScaleSync
 
     start_data_parallel()
@@ -71,7 +71,7 @@ def worker(args):
     import paddle
 
     from slimext.deploy.hardware import isa_line
-    from slimext.quant.ranks import is_main_rank, world_size
+    from slimext.distributed import is_main_rank, world_size
 
     paddle.set_device("cpu")
     with tempfile.TemporaryDirectory(prefix="scale_sync_overhead-") as workdir:

@@ -242,7 +242,7 @@ def bench_runtimes(context):
     """Time the float and the INT8 export again, interleaved (one run of each per round):
     the inference stages ran minutes apart, and a shared machine's speed drifts more than
     the INT8 gain. Their latencies are replaced by these; the mAPs stay."""
-    from slimext.deploy.bench import run_bench
+    from slimext.deploy.runtime_choice import run_bench
 
     dirs = [context.artifacts["float_model_dir"], context.artifacts["int8_model_dir"]]
     result = run_step(context, "bench", run_bench, dirs, ("paddle",), context.cpu_threads,

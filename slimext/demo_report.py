@@ -3,7 +3,7 @@
 Pictures are linked relative to the report (they sit beside it in the demo's workdir), and
 the runtime section says which precision is fastest on the machine that ran it, and why.
 """
-from slimext.deploy.bench import MIN_SPEEDUP
+from slimext.deploy.runtime_choice import MIN_SPEEDUP
 from slimext.deploy.hardware import isa_line
 
 # Below this relative difference two latencies count as equal (run-to-run noise on a

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from conftest import run_tool_ok
-from slimext.deploy.bench import applicable_cases, recommendation
+from slimext.deploy.runtime_choice import applicable_cases, recommendation
 from slimext.deploy.latency import percentile
 
 

@@ -19,7 +19,7 @@ import paddle
 
 from slimext.quant import interception
 from slimext.quant.apply import QuantizerObserver
-from slimext.quant.ranks import is_main_rank, sum_across_ranks, world_size
+from slimext.distributed import is_main_rank, sum_across_ranks, world_size
 
 
 

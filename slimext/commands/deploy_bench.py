@@ -26,7 +26,7 @@ def build_parser():
 def main(argv=None):
     flags = build_parser().parse_args(argv)
     from slimext.fileio import atomic_write_json
-    from slimext.deploy.bench import format_table, run_bench
+    from slimext.deploy.runtime_choice import format_table, run_bench
 
     runtimes = [r.strip() for r in flags.runtimes.split(",") if r.strip()] \
         if flags.runtimes else None

@@ -26,7 +26,7 @@ def prepare_trainer(flags, cfg):
     from ppdet.slim import build_slim_model
     from ppdet.core.workspace import merge_config
 
-    from slimext.runtime import install_atomic_checkpoints
+    from slimext.checkpoints import install_atomic_checkpoints
 
     install_atomic_checkpoints()
     if flags.seed is not None:
@@ -51,7 +51,7 @@ def prepare_trainer(flags, cfg):
 
 def prepare_on_all_ranks(flags, cfg):
     """prepare_trainer on every rank, or a clean stop on every rank (data parallel)."""
-    from slimext.quant.ranks import PeerRankFailed, all_ranks_or_none
+    from slimext.distributed import PeerRankFailed, all_ranks_or_none
     from slimext.slim.data_parallel import (RanksDisagree, ScaleSyncConfigError,
                                             install_scale_sync)
 
@@ -70,7 +70,7 @@ def main(argv=None):
     from ppdet.utils.cli import merge_args
 
     from slimext.commands.engine_progress import install_trainer_progress
-    from slimext.quant.ranks import start_data_parallel
+    from slimext.distributed import start_data_parallel
 
     flags = parse_flags(build_parser(), argv)
     start_data_parallel()  # the launcher's process group; a no-op in one process

@@ -7,7 +7,7 @@ is the only place that assigns to a ppdet attribute.
 - `trainer_train_preceded_by`: `Trainer.train` runs a step first (rank-consistent scales,
   slimext.slim.data_parallel);
 - `checkpoint_writer_wrapped`: ppdet's checkpoint writer (atomic checkpoints,
-  slimext.runtime).
+  slimext.checkpoints).
 """
 import contextlib
 import functools

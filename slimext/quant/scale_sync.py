@@ -25,7 +25,7 @@ import paddle
 import paddle.distributed as dist
 
 from slimext.compat.quantizer_internals import QuantizerInternalsChanged, moving_average_state
-from slimext.quant.ranks import sum_across_ranks, world_size
+from slimext.distributed import sum_across_ranks, world_size
 
 # The observers keep their state in private attributes, read through slimext.compat.
 # Checked on Paddle 2.6.2 / PaddleSlim 2.6.0 and Paddle 3.3.1.

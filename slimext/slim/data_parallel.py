@@ -14,7 +14,7 @@ import contextlib
 from ppdet.engine.callbacks import Callback
 from ppdet.utils.logger import setup_logger
 
-from slimext.quant.ranks import is_main_rank, world_size
+from slimext.distributed import is_main_rank, world_size
 from slimext.quant.scale_sync import ScaleSync
 
 logger = setup_logger(__name__)

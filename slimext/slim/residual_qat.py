@@ -6,7 +6,7 @@ from ppdet.utils.logger import setup_logger
 
 from slimext.analysis.monitor import monitor_from_config
 from slimext.quant.qat import ResidualQAT as _ResidualQATCore
-from slimext.quant.ranks import is_main_rank
+from slimext.distributed import is_main_rank
 from slimext.quant.settings import check_quant_config
 
 logger = setup_logger(__name__)

@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from slimext.quant.ranks import (PeerRankFailed, all_ranks_or_none, rank,  # noqa: E402
+from slimext.distributed import (PeerRankFailed, all_ranks_or_none, rank,  # noqa: E402
                                  start_data_parallel)
 
 
