@@ -98,13 +98,13 @@ def _check_qat_section(section):
 
 def _check_ptq_section(section):
     from slimext.quant.calibration import check_options
-    from slimext.quant.ptq import check_quant_config
+    from slimext.quant.ptq import check_ptq_quant_config
     from slimext.slim.residual_ptq import ResidualPTQ
 
     _check_keys(section, ResidualPTQ)
     _check_common(section)
     check_options(section.get("algo", "KL"), section.get("algo_config"))
-    check_quant_config(section.get("quant_config"))
+    check_ptq_quant_config(section.get("quant_config"))
 
 
 def read_slim_config(path):

@@ -43,7 +43,7 @@ QUANT_CONFIG_REQUIREMENTS = (
 )
 
 
-def check_quant_config(raw):
+def check_ptq_quant_config(raw):
     """quant_config for PTQ: every general check (settings), then what calibration needs.
     Returns the merged config."""
     config = settings.check_quant_config(raw)
@@ -65,7 +65,7 @@ class ResidualPTQ:
                  algo_config=None, input_shape=(1, 3, 320, 320), max_batches=None,
                  strict=False):
         self.algo, self.algo_config = check_options(algo, algo_config)
-        config = check_quant_config(quant_config)
+        config = check_ptq_quant_config(quant_config)
         # An int, None (every batch) or a callable read at each batch (ppdet applies -o
         # overrides after the slim object is built).
         self.max_batches = max_batches
