@@ -411,6 +411,9 @@ def main(argv=None):
     flags = build_parser().parse_args(argv)
     if flags.epochs < 1:
         build_parser().error("--epochs must be at least 1")
+    from slimext.commands.console import filter_third_party_warnings
+
+    filter_third_party_warnings()  # the demo's own process, as every tool's
     context = context_from_flags(flags)
     os.makedirs(context.workdir, exist_ok=True)
     # Training steps log to files; their progress bars go to this terminal (if it is one).
