@@ -184,6 +184,12 @@ def _dispatching(original, builder, qualname):
     return function
 
 
+def stand_in(name, original, qualname=None):
+    """The function that calls `original` outside old-IR static mode and the old-IR builder
+    of `name` inside it (what `install_old_ir_fallbacks` puts in place)."""
+    return _dispatching(original, old_ir_builders()[name], qualname or "paddle." + name)
+
+
 def _bound_to_cpp(function):
     """A C++ builtin, or Paddle's generated Python shim that only forwards to one."""
     return type(function).__name__ == "builtin_function_or_method" or \
