@@ -78,7 +78,3 @@ def _old_ir():
             yield
         finally:
             remove_old_ir_fallbacks(undo)
-
-
-def in_export_tracing():
-    return _depth > 0
