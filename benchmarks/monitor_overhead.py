@@ -56,7 +56,7 @@ def quantized_model(cfg, every_n_steps, report_dir):
     from ppdet.core.workspace import create
 
     from slimext.analysis.monitor import monitor_from_config
-    from slimext.quant import ResidualQAT
+    from slimext.quant import QATQuantizer
 
     paddle.seed(0)
     model = create(cfg.architecture)
@@ -64,7 +64,7 @@ def quantized_model(cfg, every_n_steps, report_dir):
     if every_n_steps is not None:
         monitor = {"every_n_steps": every_n_steps, "output_dir": report_dir}
     shape = [1] + list(cfg.TestReader["inputs_def"]["image_shape"][1:])
-    qat = ResidualQAT(backend="onednn", quant_config=cfg.ResidualQAT["quant_config"],
+    qat = QATQuantizer(backend="onednn", quant_config=cfg.ResidualQAT["quant_config"],
                       input_shape=shape, monitor=monitor_from_config(monitor))
     model = qat(model)
     model.train()

@@ -125,9 +125,9 @@ def _quantize(method, model):
 
         return model, save
     if method == "residual_qat":
-        from slimext.quant import ResidualQAT
+        from slimext.quant import QATQuantizer
 
-        qat = ResidualQAT(backend="onednn")
+        qat = QATQuantizer(backend="onednn")
         model = qat(model, example_inputs=[paddle.randn([1] + IMAGE_SHAPE)])
         return model, lambda m, path: qat.save_quantized_model(m, path, _input_spec())
     raise ValueError("method must be one of {}, got {!r}".format(", ".join(METHODS), method))

@@ -8,7 +8,7 @@ import paddle.nn as nn
 import pytest
 
 from quant_models import ResidualNet, example_input, train_steps
-from slimext.quant import ResidualQAT, interception
+from slimext.quant import QATQuantizer, interception
 from slimext.quant.coverage import JoinCoverageError
 from slimext.quant.joins import trace_joins
 
@@ -43,7 +43,7 @@ class PlainAdd(nn.Layer):
 def test_a_forward_that_raises_leaves_no_handler_active():
     paddle.seed(0)
     model = RaisesInForward()
-    qat = ResidualQAT()
+    qat = QATQuantizer()
     model = qat(model, example_inputs=[example_input()])
     model.fail = True
     with pytest.raises(RuntimeError, match="data error"):
@@ -67,7 +67,7 @@ def test_a_forward_that_raises_leaves_no_handler_active():
 
 def _quantized(seed):
     paddle.seed(seed)
-    qat = ResidualQAT()
+    qat = QATQuantizer()
     model = qat(ResidualNet(), example_inputs=[example_input()])
     return qat, train_steps(model, steps=2)
 
@@ -169,7 +169,7 @@ def test_every_patched_join_form_is_found():
 
 
 def test_every_found_form_gets_its_quantizers_and_stack_is_placed_like_concat():
-    qat = ResidualQAT(backend="onednn")
+    qat = QATQuantizer(backend="onednn")
     qat(EveryJoinForm(), example_inputs=[example_input()])
     active = {j.site: j for j in qat.plan.active_joins()}
     assert sorted(active) == sorted(EXPECTED_FORMS)
@@ -218,18 +218,18 @@ def qat_warnings():
 
 
 def test_an_in_place_join_is_reported_with_its_line_and_the_fix(qat_warnings):
-    qat = ResidualQAT()
+    qat = QATQuantizer()
     qat(InPlaceJoin(), example_inputs=[example_input()])
     assert qat.plan.active_joins() == []
     message = " ".join(r.getMessage() for r in qat_warnings if r.levelno == logging.WARNING)
     assert "add_" in message and "test_interception.py" in message
     assert "x = x + y" in message
     with pytest.raises(JoinCoverageError, match="add_"):
-        ResidualQAT(strict=True)(InPlaceJoin(), example_inputs=[example_input()])
+        QATQuantizer(strict=True)(InPlaceJoin(), example_inputs=[example_input()])
 
 
 def test_a_join_interception_never_saw_is_reported_from_the_traced_program(qat_warnings):
-    qat = ResidualQAT()
+    qat = QATQuantizer()
     qat(UnpatchedJoin(), example_inputs=[example_input()])
     assert qat.plan.joins == []                 # invisible to interception ...
     assert len(qat.uncovered) == 1              # ... but found in the program
@@ -237,18 +237,18 @@ def test_a_join_interception_never_saw_is_reported_from_the_traced_program(qat_w
     assert "test_interception.py" in qat.uncovered[0]
     assert any("not intercepted" in r.getMessage() for r in qat_warnings)
     with pytest.raises(JoinCoverageError, match="not intercepted"):
-        ResidualQAT(strict=True)(UnpatchedJoin(), example_inputs=[example_input()])
+        QATQuantizer(strict=True)(UnpatchedJoin(), example_inputs=[example_input()])
 
 
 def test_the_export_validator_reports_it_again_and_strict_refuses_the_export(tmp_path):
     from slimext.quant.validate import ExportValidationError
 
     spec = [paddle.static.InputSpec([1, 3, 32, 32], "float32", "x")]
-    qat = ResidualQAT()
+    qat = QATQuantizer()
     model = train_steps(qat(UnpatchedJoin(), example_inputs=[example_input()]), steps=1)
     report = qat.save_quantized_model(model, str(tmp_path / "loose" / "model"), input_spec=spec)
     assert len(report["uncovered_joins"]) == 1
-    strict = ResidualQAT()
+    strict = QATQuantizer()
     model = train_steps(strict(UnpatchedJoin(), example_inputs=[example_input()]), steps=1)
     strict.strict = True  # as if set after quantizing: the export checks on its own
     with pytest.raises(ExportValidationError, match="not intercepted"):
@@ -258,7 +258,7 @@ def test_the_export_validator_reports_it_again_and_strict_refuses_the_export(tmp
 
 def test_a_covered_model_exports_with_no_uncovered_join(tmp_path):
     spec = [paddle.static.InputSpec([1, 3, 32, 32], "float32", "x")]
-    qat = ResidualQAT()
+    qat = QATQuantizer()
     model = qat(EveryJoinForm(), example_inputs=[example_input()])
     train_steps(model, steps=2)
     report = qat.save_quantized_model(model, str(tmp_path / "model"), input_spec=spec)
@@ -292,7 +292,7 @@ def test_a_deep_copy_of_a_quantized_model_uses_its_own_quantizers():
 
 def test_the_coverage_trace_gives_every_layer_its_own_forward_back():
     # to_static swaps in converted forwards; training afterwards must run the originals.
-    model = ResidualQAT()(ResidualNet(), example_inputs=[example_input()])
+    model = QATQuantizer()(ResidualNet(), example_inputs=[example_input()])
     assert [path for path, layer in [("", model)] + list(model.named_sublayers())
             if "forward" in layer.__dict__] == []
 
@@ -315,7 +315,7 @@ def test_the_coverage_trace_leaves_no_static_variable_on_the_model():
 
     model = RemembersItsInputs()
     inputs = model.inputs
-    model = ResidualQAT()(model, example_inputs=[example_input()])
+    model = QATQuantizer()(model, example_inputs=[example_input()])
     assert model.inputs is inputs
     # What the dygraph discovery forward stored stays; nothing the trace stored does.
     assert isinstance(model.inputs["image"], paddle.Tensor)

@@ -12,7 +12,7 @@ import pytest
 from conftest import DEMO_CONFIG, REPO_ROOT, run_tool, run_tool_ok
 from quant_models import MixedJoins, ResidualNet, example_input, train_steps
 from slimext.analysis.monitor import JoinErrorMonitor, MonitorConfigError, monitor_from_config
-from slimext.quant import ResidualQAT
+from slimext.quant import QATQuantizer
 from slimext.quant.quantizers import layer_quantizers
 
 BAD_JOIN = "blocks.1:add#0"
@@ -26,7 +26,7 @@ def quantized(model_class, monitor=None, rules=None):
     """A freshly initialised (seed 0) model under ResidualQAT with the given monitor."""
     paddle.seed(0)
     model = model_class()
-    qat = ResidualQAT(monitor=monitor_from_config(monitor), rules=rules)
+    qat = QATQuantizer(monitor=monitor_from_config(monitor), rules=rules)
     model = qat(model, example_inputs=[example_input()])
     if qat.monitor is not None:
         MONITORS.append(qat.monitor)
@@ -242,16 +242,16 @@ def test_bad_settings_fail_before_any_model_work(setting, words):
 def test_true_means_defaults_and_python_api_matches_yaml_keys():
     assert monitor_from_config(True).config.every_n_steps == 20
     monitor = JoinErrorMonitor(every_n_steps=5, threshold_db=25.0)
-    assert ResidualQAT(monitor=monitor).monitor is monitor
+    assert QATQuantizer(monitor=monitor).monitor is monitor
     with pytest.raises(TypeError, match="monitor_from_config"):
-        ResidualQAT(monitor={"every_n_steps": 5})  # the core takes an observer, not settings
+        QATQuantizer(monitor={"every_n_steps": 5})  # the core takes an observer, not settings
     with pytest.raises(MonitorConfigError):
         JoinErrorMonitor(every_n_steps=-1)
 
 
 def test_attach_before_quantizing_is_refused():
     with pytest.raises(ValueError, match="qat\\(model"):
-        JoinErrorMonitor().attach(ResidualNet(), ResidualQAT())
+        JoinErrorMonitor().attach(ResidualNet(), QATQuantizer())
 
 
 SLIM_BASE = os.path.join(REPO_ROOT, "configs", "slim", "residual_qat",

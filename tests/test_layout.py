@@ -135,7 +135,7 @@ def test_quant_is_importable_without_ppdet():
     # ppdet made unimportable: `import ppdet` raises ImportError in the child process.
     code = ("import sys; sys.modules['ppdet'] = None\n"
             "import slimext.quant, slimext.quant.export, slimext.quant.coverage\n"
-            "from slimext.quant import ResidualQAT, ResidualPTQ\n"
+            "from slimext.quant import QATQuantizer, PTQCalibrator\n"
             "assert not [m for m in sys.modules if m.startswith(('ppdet.', 'slimext.analysis'))]\n"
             "print('ok')")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,

@@ -71,7 +71,7 @@ def outcomes():
 
 SIGNATURES = CALLS + r'''
 import inspect, json
-from slimext.quant import ResidualQAT, interception
+from slimext.quant import QATQuantizer, interception
 from slimext.quant.coverage import CoverageRecorder
 
 def signatures():
@@ -91,7 +91,7 @@ class Net(paddle.nn.Layer):
         self.a, self.b = paddle.nn.Conv2D(3, 4, 3, padding=1), paddle.nn.Conv2D(3, 4, 1)
     def forward(self, t):
         return paddle.add(self.a(t), self.b(t))
-qat = ResidualQAT(backend="onednn")
+qat = QATQuantizer(backend="onednn")
 qat(Net(), example_inputs=[paddle.rand([1, 3, 8, 8])])
 assert interception.patched_entry_points()
 after_signatures, after = signatures(), outcomes()

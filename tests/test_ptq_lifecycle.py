@@ -6,7 +6,7 @@ import pytest
 from quant_models import ResidualNet, example_input, train_steps
 from test_residual_ptq import calibration_batches
 from slimext.quant.calibration import CalibrationError
-from slimext.quant.ptq import ResidualPTQ
+from slimext.quant.ptq import PTQCalibrator
 from slimext.quant.quantizers import all_quantizers
 
 
@@ -30,10 +30,10 @@ def bypassed_quantizers(ptq, model):
 
 def test_quantize_is_one_call_equal_to_the_step_by_step_flow():
     batches = calibration_batches(2)
-    one_call = ResidualPTQ(algo="abs_max")
+    one_call = PTQCalibrator(algo="abs_max")
     model = one_call.quantize(float_model(), run_batches(batches),
                               example_inputs=[example_input()])
-    steps = ResidualPTQ(algo="abs_max")
+    steps = PTQCalibrator(algo="abs_max")
     stepped = steps(float_model(), example_inputs=[example_input()])
     run_batches(batches)(stepped)
     assert one_call.thresholds == steps.finish_calibration(stepped)
@@ -43,10 +43,10 @@ def test_quantize_is_one_call_equal_to_the_step_by_step_flow():
 
 def test_an_interrupted_calibration_restores_the_quantizers_and_can_run_again():
     batches = calibration_batches(2)
-    reference = ResidualPTQ(algo="KL")
+    reference = PTQCalibrator(algo="KL")
     reference.quantize(float_model(), run_batches(batches), example_inputs=[example_input()])
 
-    ptq = ResidualPTQ(algo="KL")
+    ptq = PTQCalibrator(algo="KL")
     model = ptq.prepare(float_model(), example_inputs=[example_input()])
     hooks = len(model._forward_pre_hooks)
 
@@ -72,7 +72,7 @@ def test_an_interrupted_calibration_restores_the_quantizers_and_can_run_again():
 
 
 def test_a_failing_finish_also_leaves_nothing_bypassed():
-    ptq = ResidualPTQ(algo="abs_max")
+    ptq = PTQCalibrator(algo="abs_max")
     model = ptq(float_model(), example_inputs=[example_input()])  # ppdet's flow: window open
     assert bypassed_quantizers(ptq, model) != []
     with pytest.raises(CalibrationError, match="no calibration batch ran"):
@@ -81,7 +81,7 @@ def test_a_failing_finish_also_leaves_nothing_bypassed():
 
 
 def test_abort_is_the_exception_path_of_the_ppdet_flow():
-    ptq = ResidualPTQ(algo="abs_max")
+    ptq = PTQCalibrator(algo="abs_max")
     model = ptq(float_model(), example_inputs=[example_input()])
     model(calibration_batches(1)[0])
     ptq.abort_calibration()

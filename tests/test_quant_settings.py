@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import DEMO_CONFIG, REPO_ROOT, run_tool
-from slimext.quant import ResidualPTQ, ResidualQAT
+from slimext.quant import PTQCalibrator, QATQuantizer
 from slimext.quant.settings import DEFAULT_QUANT_CONFIG, QuantConfigError, check_quant_config
 
 
@@ -39,11 +39,11 @@ def test_bad_keys_and_values_name_the_fix(raw, words):
 
 def test_both_methods_check_before_any_model_work():
     with pytest.raises(QuantConfigError, match="onnx_format"):
-        ResidualQAT(quant_config={"onnx_format": False})
+        QATQuantizer(quant_config={"onnx_format": False})
     with pytest.raises(QuantConfigError, match="unknown key"):
-        ResidualPTQ(quant_config={"bits": 8})
+        PTQCalibrator(quant_config={"bits": 8})
     with pytest.raises(ValueError, match="strict must be true or false"):
-        ResidualQAT(strict="yes")
+        QATQuantizer(strict="yes")
 
 
 def _slim_config(tmp_path, quant_config_line):

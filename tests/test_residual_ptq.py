@@ -13,7 +13,7 @@ from test_residual_qat_export import INPUT_SPEC, run_int8
 from slimext.compat.tracing import export_tracing
 from slimext.quant import validate_saved_model
 from slimext.quant.calibration import ALGORITHMS, CalibrationError, make_calibrator
-from slimext.quant.ptq import ResidualPTQ
+from slimext.quant.ptq import PTQCalibrator
 from slimext.quant.quantizers import all_quantizers
 
 PTQ_SLIM = "configs/slim/residual_ptq/picodet_demo_residual_ptq.yml"
@@ -31,7 +31,7 @@ def calibrated(algo, batches=None, **settings):
     """A small trained residual net, prepared by ResidualPTQ and run on calibration batches."""
     paddle.seed(0)
     model = train_steps(ResidualNet(channels=8, blocks=1))
-    ptq = ResidualPTQ(backend="onednn", algo=algo, **settings)
+    ptq = PTQCalibrator(backend="onednn", algo=algo, **settings)
     model = ptq(model, example_inputs=[example_input()])
     for batch in batches if batches is not None else calibration_batches():
         model(batch)
@@ -58,7 +58,7 @@ def test_each_algorithm_writes_finite_positive_scales(algo):
 def test_abs_max_threshold_is_the_true_abs_max_of_the_samples():
     paddle.seed(0)
     model = train_steps(ResidualNet(channels=8, blocks=1))
-    ptq = ResidualPTQ(algo="abs_max")
+    ptq = PTQCalibrator(algo="abs_max")
     model = ptq(model, example_inputs=[example_input()])
     seen = {}
 
@@ -82,7 +82,7 @@ def test_calibration_samples_the_float_model():
     paddle.seed(0)
     float_model = train_steps(ResidualNet(channels=8, blocks=1))
     reference = float_model(example_input()).numpy()
-    ptq = ResidualPTQ(algo="abs_max")
+    ptq = PTQCalibrator(algo="abs_max")
     model = ptq(float_model, example_inputs=[example_input()])
     # While calibrating every quantizer is bypassed: outputs are the float model's.
     assert np.allclose(model(example_input()).numpy(), reference, atol=1e-6)
@@ -126,8 +126,8 @@ def test_mse_threshold_is_near_the_known_laplace_optimum(bits, optimum):
 def test_unknown_algorithm_names_the_choices():
     with pytest.raises(CalibrationError, match="unknown calibration algorithm 'entropy'.*"
                                                "abs_max, avg, hist, KL, mse"):
-        ResidualPTQ(algo="entropy")
-    assert ResidualPTQ(algo="kl").algo == "KL"
+        PTQCalibrator(algo="entropy")
+    assert PTQCalibrator(algo="kl").algo == "KL"
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -138,7 +138,7 @@ def test_unknown_algorithm_names_the_choices():
 ])
 def test_settings_ptq_cannot_use_are_refused(settings, message):
     with pytest.raises(CalibrationError, match=message):
-        ResidualPTQ(**settings)
+        PTQCalibrator(**settings)
 
 
 def test_finishing_without_calibration_data_says_what_to_do():

@@ -10,13 +10,13 @@ import pytest
 
 from quant_models import GatedNet, MixedJoins, ResidualNet, example_input, train_steps
 from slimext.compat.tracing import export_tracing
-from slimext.quant import ExportValidationError, ResidualQAT, validate_saved_model
+from slimext.quant import ExportValidationError, QATQuantizer, validate_saved_model
 
 INPUT_SPEC = [paddle.static.InputSpec([1, 3, 32, 32], "float32", "x")]
 
 
 def quantize_and_train(model, backend="onednn", rules=None):
-    qat = ResidualQAT(backend=backend, rules=rules)
+    qat = QATQuantizer(backend=backend, rules=rules)
     model = qat(model, example_inputs=[example_input()])
     return qat, train_steps(model)
 
@@ -154,7 +154,7 @@ def test_resume_restores_join_scales_exactly(tmp_path):
     assert saved and all(v.size == 1 for v in saved.values())
 
     paddle.seed(1)
-    fresh_qat = ResidualQAT(backend="onednn")
+    fresh_qat = QATQuantizer(backend="onednn")
     fresh = fresh_qat(ResidualNet(), example_inputs=[example_input()])
     fresh.set_state_dict(paddle.load(path))
     fresh.eval()
@@ -253,7 +253,7 @@ def test_16_bit_join_trains_at_16_and_exports_as_float_on_onednn(tmp_path):
 
 def test_pact_trains_then_exports_with_learned_scales(tmp_path):
     paddle.seed(0)
-    qat = ResidualQAT(backend="onednn", quant_config={"activation_preprocess_type": "PACT"})
+    qat = QATQuantizer(backend="onednn", quant_config={"activation_preprocess_type": "PACT"})
     model = qat(ResidualNet(), example_inputs=[example_input()])
     pact = [layer for layer in model.sublayers()
             if getattr(layer, "_act_preprocess", None) is not None]

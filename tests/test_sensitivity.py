@@ -15,7 +15,7 @@ from slimext.analysis.sensitivity import (MODES, SensitivityRanking, UnitScore, 
 from slimext.analysis.sensitivity_report import write_report
 from slimext.analysis.sensitivity_rules import (glob_escape, slim_yaml_text, suggest_rules,
                                                 suggested_slim_config)
-from slimext.quant import ResidualQAT
+from slimext.quant import QATQuantizer
 from slimext.quant.quantizers import all_quantizers, bypassed
 from test_cli_errors import assert_one_error_line
 
@@ -49,7 +49,7 @@ def calibration_batches(count=2):
 
 
 def quantized(model, rules=None):
-    qat = ResidualQAT(rules=rules)
+    qat = QATQuantizer(rules=rules)
     return qat, qat(model, example_inputs=[example_input()])
 
 

@@ -1,6 +1,6 @@
-"""ResidualPTQ: ResidualQAT's plan and quantizers, with scales from calibration data.
+"""PTQCalibrator: the QATQuantizer plan and quantizers, with scales from calibration data.
 
-    ptq = ResidualPTQ(backend="onednn", algo="KL")
+    ptq = PTQCalibrator(backend="onednn", algo="KL")
     model = ptq.quantize(model, lambda m: [m(batch) for batch in batches], example_inputs=[x])
     ptq.save_quantized_model(model, "out/model", input_spec=[...])
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from slimext.quant import settings
 from slimext.quant.calibration import CalibrationError, check_options, make_calibrator
-from slimext.quant.qat import ResidualQAT
+from slimext.quant.qat import QATQuantizer
 from slimext.quant.quantizers import all_quantizers, bypassed
 from slimext.compat.quantizer_internals import (is_moving_average, quant_bits,
                                                 set_moving_average_state)
@@ -60,7 +60,7 @@ def _is_activation(name):
     return not name.endswith("/weight")
 
 
-class ResidualPTQ:
+class PTQCalibrator:
     def __init__(self, backend="onednn", algo="KL", rules=None, quant_config=None,
                  algo_config=None, input_shape=(1, 3, 320, 320), max_batches=None,
                  strict=False):
@@ -70,7 +70,7 @@ class ResidualPTQ:
         # overrides after the slim object is built).
         self.max_batches = max_batches
         self.batch_limit()
-        self.qat = ResidualQAT(backend=backend, quant_config=config, rules=rules,
+        self.qat = QATQuantizer(backend=backend, quant_config=config, rules=rules,
                                input_shape=input_shape, strict=strict)
         self.calibrators = {}
         self.thresholds = None
@@ -164,7 +164,7 @@ class ResidualPTQ:
 
     def _check_model(self, model, what):
         if self._model is None or model is not self._model:
-            raise CalibrationError("{} needs the model this ResidualPTQ prepared (the one "
+            raise CalibrationError("{} needs the model this PTQCalibrator prepared (the one "
                                    "ptq(model) or ptq.prepare(model) returned)".format(what))
 
     def _refuse_uncalibrated(self, _model, _inputs):

@@ -1,6 +1,6 @@
-"""ResidualQAT: PaddleSlim's conv/linear QAT plus quantizers at the joins PaddleSlim misses.
+"""QATQuantizer: PaddleSlim's conv/linear QAT plus quantizers at the joins PaddleSlim misses.
 
-    qat = ResidualQAT(backend="onednn")
+    qat = QATQuantizer(backend="onednn")
     model = qat(model, example_inputs=[x])
     print(qat.plan)
     ... train ...; qat.finalize()   # ends the observers (e.g. writes a monitor's report)
@@ -36,7 +36,7 @@ def _is_ppdet_detector(model):
     return hasattr(model, "model_arch") and hasattr(model, "get_pred")
 
 
-class ResidualQAT:
+class QATQuantizer:
     """monitor: an observer with attach(model, qat) and finalize() (e.g.
     slimext.analysis.monitor.JoinErrorMonitor), or None.
     strict: joins of activations that get no quantizer are an error, not a warning.
@@ -61,7 +61,7 @@ class ResidualQAT:
             monitor = None
         is_observer = hasattr(monitor, "attach") and hasattr(monitor, "finalize")
         if monitor is not None and not is_observer:
-            raise TypeError("ResidualQAT(monitor=...) takes an observer with attach(model, qat) "
+            raise TypeError("QATQuantizer(monitor=...) takes an observer with attach(model, qat) "
                             "and finalize(), e.g. slimext.analysis.monitor.monitor_from_config("
                             "{{'every_n_steps': 20}}), got {!r}; in a slim YAML the `monitor:` "
                             "key builds it".format(monitor))
@@ -77,7 +77,7 @@ class ResidualQAT:
             return list(example_inputs)
         if _is_ppdet_detector(model):
             return _ppdet_example_inputs(self.input_shape)
-        raise ValueError("ResidualQAT needs example_inputs for a {} (a list of tensors its "
+        raise ValueError("QATQuantizer needs example_inputs for a {} (a list of tensors its "
                          "forward takes); only ppdet detectors get them built from "
                          "input_shape".format(type(model).__name__))
 
@@ -111,7 +111,7 @@ class ResidualQAT:
 
     def __call__(self, model, example_inputs=None):
         if hasattr(model, QUANTIZERS_ATTR):
-            raise ValueError("this model already has ResidualQAT quantizers; build a fresh "
+            raise ValueError("this model already has slimext quantizers; build a fresh "
                              "model to quantize it again")
         for layer in model.sublayers():
             if hasattr(layer, "convert_to_deploy"):

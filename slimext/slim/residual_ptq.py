@@ -7,7 +7,7 @@ batches through the model and calls save_quantized_model.
 from ppdet.core.workspace import register, serializable
 from ppdet.utils.logger import setup_logger
 
-from slimext.quant.ptq import ResidualPTQ as _ResidualPTQCore
+from slimext.quant.ptq import PTQCalibrator
 from slimext.slim.residual_qat import _configured_input_shape
 
 logger = setup_logger(__name__)
@@ -91,7 +91,7 @@ class ResidualPTQ(object):
         self.core = self._make_core()
 
     def _make_core(self):
-        return _ResidualPTQCore(backend=self.backend, algo=self.algo, rules=self.rules,
+        return PTQCalibrator(backend=self.backend, algo=self.algo, rules=self.rules,
                                 quant_config=self.quant_config, algo_config=self.algo_config,
                                 input_shape=self.input_shape or _configured_input_shape(),
                                 max_batches=_quant_batch_num, strict=self.strict)

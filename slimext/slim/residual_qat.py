@@ -5,7 +5,7 @@ from ppdet.core.workspace import register, serializable
 from ppdet.utils.logger import setup_logger
 
 from slimext.analysis.monitor import monitor_from_config
-from slimext.quant.qat import ResidualQAT as _ResidualQATCore
+from slimext.quant.qat import QATQuantizer
 from slimext.distributed import is_main_rank
 from slimext.quant.settings import check_quant_config
 
@@ -71,7 +71,7 @@ class ResidualQAT(object):
         self.monitor = monitor_from_config(self.monitor_config)  # one per quantized model
         if self.monitor is not None:
             self.monitor.default_output_dir = os.path.join(_checkpoint_dir(), "join_monitor")
-        self.core = _ResidualQATCore(backend=self.backend, quant_config=self.quant_config,
+        self.core = QATQuantizer(backend=self.backend, quant_config=self.quant_config,
                                      rules=self.rules,
                                      input_shape=self.input_shape or _configured_input_shape(),
                                      monitor=self.monitor, strict=self.strict,
