@@ -37,12 +37,9 @@ FLOAT_GATES_RULE = {"type": "gate", "skip": True}
 
 def export_as_traced(config, output_dir, weights):
     """The float export without the conv-bias rewrite, in output_dir/picodet_s_320_as_traced."""
-    from slimext.commands.common import load_detection_config, parse_flags
-    from slimext.commands.export import build_parser, export_detector
+    from slimext import pipeline
 
-    flags = parse_flags(build_parser(), ["-c", config, "--output_dir", output_dir, "-o",
-                                         "weights=" + weights] + pico_s.EXPORT_OVERRIDES)
-    exported = export_detector(load_detection_config(flags, mode="test"), output_dir,
+    exported = pipeline.export(config, weights, output_dir, overrides=pico_s.EXPORT_OVERRIDES,
                                fold_conv_biases=False)
     return replace_dir(exported, os.path.join(output_dir, "picodet_s_320_as_traced"))
 
@@ -59,18 +56,18 @@ def float_gates_slim_config(workdir, slim):
 
 
 def _int8_export(workdir, config, slim, weights, float_dir, image_dir):
-    from slimext.commands.export import run as export_run
+    from slimext import pipeline
 
     calibrated = run_in_fresh_process(pico_s.calibrate_quantized_weights, workdir, config,
                                       slim, weights, float_dir, image_dir)
-    return run_in_fresh_process(export_run, [
-        "-c", config, "--slim_config", slim, "--output_dir", os.path.join(workdir, "int8"),
-        "-o", "weights=" + calibrated["weights"]] + pico_s.EXPORT_OVERRIDES)
+    return run_in_fresh_process(pipeline.export, config, calibrated["weights"],
+                                os.path.join(workdir, "int8"), slim_config=slim,
+                                overrides=pico_s.EXPORT_OVERRIDES)
 
 
 def build_exports(workdir):
     """{variant: export folder}, each step in a fresh process (ppdet's global config)."""
-    from slimext.commands.export import run as export_run
+    from slimext import pipeline
     from slimext.data.demo import generate
 
     config, slim = os.path.join(REPO_ROOT, CONFIG), os.path.join(REPO_ROOT, SLIM)
@@ -86,9 +83,9 @@ def build_exports(workdir):
     weights = run_in_fresh_process(pico_s.save_random_weights, workdir, config)
     exports = {"float_as_traced": run_in_fresh_process(
         export_as_traced, config, os.path.join(workdir, "float"), weights)}
-    exports["float"] = run_in_fresh_process(export_run, [
-        "-c", config, "--output_dir", os.path.join(workdir, "float"),
-        "-o", "weights=" + weights] + pico_s.EXPORT_OVERRIDES)
+    exports["float"] = run_in_fresh_process(pipeline.export, config, weights,
+                                            os.path.join(workdir, "float"),
+                                            overrides=pico_s.EXPORT_OVERRIDES)
     exports["int8_float_gates"] = _int8_export(
         workdir, config, float_gates_slim_config(workdir, slim), weights, exports["float"],
         image_dir)

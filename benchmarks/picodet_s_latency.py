@@ -14,7 +14,7 @@ import os
 import yaml
 
 CONFIG = "configs/picodet/picodet_s_416_coco_lcnet.yml"
-EXPORT_OVERRIDES = ["export.benchmark=True"]   # raw head outputs: no decoding, no NMS
+EXPORT_OVERRIDES = {"export.benchmark": True}   # raw head outputs: no decoding, no NMS
 METHODS = {
     "residual_qat": "configs/slim/residual_qat/picodet_s_416_residual_qat.yml",
     "paddleslim_qat": "configs/slim/quant/picodet_s_416_lcnet_qat.yml",

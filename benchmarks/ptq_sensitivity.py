@@ -11,7 +11,6 @@ the qat_compare results of the same workdir. Writes benchmarks/results/ptq_sensi
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -43,23 +42,21 @@ def run_tool(workdir, name, args):
     return result.stdout
 
 
-def fake_quant_map(stdout):
-    match = re.search(r"fake-quant bbox: mAP@\[\.5:\.95\] ([0-9.]+)", stdout)
-    return float(match.group(1)) if match else None
-
-
-def post_quantize(context, name, slim, weights, extra=()):
-    out = context.path("ptq", name)
-    stdout = run_tool(context.workdir, "ptq_" + name,
-                      ["tools/post_quant.py", "-c", context.config, "--slim_config", slim,
-                       "--output_dir", out, "--eval", "-o", "weights=" + weights]
-                      + list(extra) + context.dataset_overrides())
-    model_dir = os.path.join(out, os.path.splitext(os.path.basename(slim))[0])
+def post_quantize(context, name, slim, weights, algo):
+    """PTQ with `algo` (pipeline.post_quantize, its own process), then the INT8 predictor."""
+    from slimext import pipeline
     from slimext.deploy.benchmark import measure_predictor
 
+    result = isolated_step(context.workdir, "ptq_" + name, pipeline.post_quantize,
+                           context.config, weights, slim, context.path("ptq", name),
+                           dict(context.dataset_overrides(), **{"ResidualPTQ.algo": algo}), True)
+    if isinstance(result, dict):  # {"error": ...}
+        raise RuntimeError("post-training quantization {} failed: {}".format(
+            name, result["error"]))
+    model_dir, metrics = result
     int8 = isolated_step(context.workdir, "infer_ptq_" + name, measure_predictor, model_dir,
                          "int8", context.dataset_dir, context.cpu_threads, context.latency_runs)
-    return {"mAP": fake_quant_map(stdout), "int8": int8}
+    return {"mAP": (metrics or {}).get("bbox", [None])[0], "int8": int8}
 
 
 def sensitivity(context, weights, top_k):
@@ -68,7 +65,7 @@ def sensitivity(context, weights, top_k):
              ["tools/quant_sensitivity.py", "-c", context.config, "--slim_config",
               os.path.join(demo.REPO_ROOT, QAT_SLIM), "--output_dir", out, "--top_k",
               str(top_k), "--keep", "16", "--num_batches", "2", "-o", "weights=" + weights]
-             + context.dataset_overrides())
+             + ["{}={}".format(k, v) for k, v in context.dataset_overrides().items()])
     with open(os.path.join(out, "suggested_slim.yml")) as f:
         rules = yaml.safe_load(f)["ResidualQAT"]["rules"]
     with open(os.path.join(out, "sensitivity.json")) as f:
@@ -134,15 +131,13 @@ def main(argv=None):
     rows = {}
     for algo in ALGOS:
         log("ptq {}".format(algo))
-        rows["ptq_" + algo] = post_quantize(context, algo, slim, weights,
-                                            ["ResidualPTQ.algo=" + algo])
+        rows["ptq_" + algo] = post_quantize(context, algo, slim, weights, algo)
     best = max(ALGOS, key=lambda a: rows["ptq_" + a]["mAP"] or 0.0)
     log("sensitivity (top {})".format(flags.top_k))
     rules, report = sensitivity(context, weights, flags.top_k)
     topk_slim = slim_with_rules(context, rules)
     name = "{}_top{}".format(best, flags.top_k)
-    rows["ptq_" + name] = post_quantize(context, name, topk_slim, weights,
-                                        ["ResidualPTQ.algo=" + best])
+    rows["ptq_" + name] = post_quantize(context, name, topk_slim, weights, best)
     qat_json = os.path.join(flags.results_dir, "qat_compare.json")
     if os.path.isfile(qat_json):
         with open(qat_json) as f:

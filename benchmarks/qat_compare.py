@@ -115,7 +115,7 @@ def isolated_step(workdir, name, func, *args):
 def run_picodet_s(flags):
     """Latency only (random weights, calibrated scales): see benchmarks/picodet_s_latency.py."""
     from benchmarks import picodet_s_latency as pico_s
-    from slimext.commands.export import run as export_run
+    from slimext import pipeline
 
     workdir = os.path.join(flags.workdir, "picodet_s")
     config = os.path.join(demo.REPO_ROOT, pico_s.CONFIG)
@@ -131,10 +131,8 @@ def run_picodet_s(flags):
 
     log("picodet-s: float export and latency")
     weights = step("weights", pico_s.save_random_weights, workdir, config)
-    float_dir = step("export_float", export_run, ["-c", config, "--output_dir",
-                                                  os.path.join(workdir, "float"),
-                                                  "-o", "weights=" + weights]
-                     + pico_s.EXPORT_OVERRIDES)
+    float_dir = step("export_float", pipeline.export, config, weights,
+                     os.path.join(workdir, "float"), None, pico_s.EXPORT_OVERRIDES)
     if isinstance(float_dir, dict):
         raise StepFailed("PicoDet-S float export failed: {}".format(float_dir["error"]))
     rows = {"float": {"size_mb": demo.model_size_mb(float_dir),
@@ -148,10 +146,9 @@ def run_picodet_s(flags):
                           config, slim, weights, float_dir, image_dir)
         model_dir = None
         if "error" not in calibrated:
-            model_dir = step("export_" + method, export_run,
-                             ["-c", config, "--slim_config", slim, "--output_dir",
-                              os.path.join(workdir, method), "-o",
-                              "weights=" + calibrated["weights"]] + pico_s.EXPORT_OVERRIDES)
+            model_dir = step("export_" + method, pipeline.export, config,
+                             calibrated["weights"], os.path.join(workdir, method), slim,
+                             pico_s.EXPORT_OVERRIDES)
         if isinstance(model_dir, str):
             row["size_mb"] = demo.model_size_mb(model_dir)
             row["int8"] = latency(method + "_int8", model_dir, "int8")

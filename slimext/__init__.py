@@ -27,7 +27,8 @@ def register_with_ppdet():
     from slimext.compat.process_state import preserved_warning_filters
 
     with preserved_warning_filters():
-        from slimext import slim  # noqa: F401  (its classes carry ppdet's @register)
+        # Their classes carry ppdet's @register.
+        from slimext.slim import residual_ptq, residual_qat  # noqa: F401
         from slimext.compat import apply_fixes
 
         apply_fixes()

@@ -50,9 +50,9 @@ class DemoContext:
         return self.path("dataset", "demo")
 
     def dataset_overrides(self):
-        """-o settings pointing the demo config at this run's dataset."""
-        return ["{}.dataset_dir={}".format(section, self.dataset_dir)
-                for section in ("TrainDataset", "EvalDataset", "TestDataset")]
+        """Overrides pointing the demo config at this run's dataset."""
+        return {"{}.dataset_dir".format(section): self.dataset_dir
+                for section in ("TrainDataset", "EvalDataset", "TestDataset")}
 
 
 @dataclass
@@ -65,14 +65,14 @@ def log(message):
     print("[demo] {}".format(message), flush=True)
 
 
-def run_step(context, name, func, *args):
-    """func(*args) in a fresh process, its log in workdir/logs/<name>.log."""
+def run_step(context, name, func, *args, **kwargs):
+    """func(*args, **kwargs) in a fresh process, its log in workdir/logs/<name>.log."""
     os.makedirs(context.path("logs"), exist_ok=True)
     log_path = context.path("logs", name + ".log")
     if os.path.exists(log_path):
         os.remove(log_path)
     try:
-        return run_in_fresh_process(func, *args, log_path=log_path)
+        return run_in_fresh_process(func, *args, log_path=log_path, **kwargs)
     except StepFailed:
         with open(log_path) as f:
             tail = f.readlines()[-15:]
@@ -103,36 +103,33 @@ def make_dataset(context):
 
 
 def train_float(context):
-    from slimext.commands.train import main as train_main
+    from slimext import pipeline
 
-    save_dir = context.path("output")
-    argv = ["-c", context.config, "--output_dir", save_dir, "--seed", str(context.seed),
-            "-o", "epoch={}".format(context.epochs),
-            "TrainReader.batch_size={}".format(context.batch_size)] + context.dataset_overrides()
     log("train: {} epochs of {} images, batch {} (log: {})".format(
         context.epochs, context.num_train, context.batch_size, context.path("logs", "train.log")))
-    run_step(context, "train", train_main, argv)
-    model_name = os.path.splitext(os.path.basename(context.config))[0]
-    context.artifacts["float_weights"] = os.path.join(save_dir, model_name, "model_final")
+    context.artifacts["float_weights"] = run_step(
+        context, "train", pipeline.train, context.config, output_dir=context.path("output"),
+        seed=context.seed, overrides=dict(context.dataset_overrides(), epoch=context.epochs,
+                                          **{"TrainReader.batch_size": context.batch_size}))
 
 
 def evaluate_float(context):
-    from slimext.commands.eval import run as eval_run
+    from slimext import pipeline
 
-    argv = ["-c", context.config, "--output_eval", context.path("eval"), "-o",
-            "weights={}".format(context.artifacts["float_weights"])] + context.dataset_overrides()
-    results = run_step(context, "eval", eval_run, argv)
+    results = run_step(context, "eval", pipeline.evaluate, context.config,
+                       context.artifacts["float_weights"], output_eval=context.path("eval"),
+                       overrides=context.dataset_overrides())
     stats = results.get("bbox", [0.0, 0.0])
     context.results["dygraph"] = {"mAP": float(stats[0]), "mAP50": float(stats[1])}
     log("eval (dygraph): mAP {:.3f}, mAP@0.5 {:.3f}".format(stats[0], stats[1]))
 
 
 def export_float(context):
-    from slimext.commands.export import run as export_run
+    from slimext import pipeline
 
-    argv = ["-c", context.config, "--output_dir", context.path("inference", "float"), "-o",
-            "weights={}".format(context.artifacts["float_weights"])] + context.dataset_overrides()
-    model_dir = run_step(context, "export", export_run, argv)
+    model_dir = run_step(context, "export", pipeline.export, context.config,
+                         context.artifacts["float_weights"], context.path("inference", "float"),
+                         overrides=context.dataset_overrides())
     context.artifacts["float_model_dir"] = model_dir
     context.results["model_size_mb"] = {"float": model_size_mb(model_dir)}
     log("export: {} ({:.2f} MB)".format(model_dir, context.results["model_size_mb"]["float"]))
@@ -142,43 +139,38 @@ QAT_SLIM_CONFIG = "configs/slim/residual_qat/picodet_demo_residual_qat.yml"
 
 
 def train_slim(context, name, slim_config):
-    """Train with a slim config (QAT) from the float weights; returns the final checkpoint."""
-    from slimext.commands.train import main as train_main
+    """Train with a slim config (QAT) from the float weights; returns the final checkpoint
+    (ppdet names the run's folder after the slim config)."""
+    from slimext import pipeline
 
-    save_dir = context.path("output")
-    argv = ["-c", context.config, "--slim_config", slim_config, "--output_dir", save_dir,
-            "--seed", str(context.seed), "-o",
-            "pretrain_weights={}".format(context.artifacts["float_weights"]),
-            "epoch={}".format(context.qat_epochs),
-            "TrainReader.batch_size={}".format(context.batch_size)] + context.dataset_overrides()
     log("{}: {} epochs of {} (log: {})".format(
         name, context.qat_epochs, os.path.basename(slim_config),
         context.path("logs", "train_{}.log".format(name))))
-    run_step(context, "train_" + name, train_main, argv)
-    # ppdet names the save folder after the config file, here the slim config.
-    return os.path.join(save_dir, os.path.splitext(os.path.basename(slim_config))[0],
-                        "model_final")
+    return run_step(context, "train_" + name, pipeline.train, context.config,
+                    output_dir=context.path("output"), slim_config=slim_config,
+                    pretrain_weights=context.artifacts["float_weights"], seed=context.seed,
+                    overrides=dict(context.dataset_overrides(), epoch=context.qat_epochs,
+                                   **{"TrainReader.batch_size": context.batch_size}))
 
 
 def evaluate_slim(context, name, slim_config, weights):
     """COCO mAP of the fake-quant dygraph model: {"mAP": .., "mAP50": ..}."""
-    from slimext.commands.eval import run as eval_run
+    from slimext import pipeline
 
-    argv = ["-c", context.config, "--slim_config", slim_config,
-            "--output_eval", context.path("eval_" + name), "-o",
-            "weights={}".format(weights)] + context.dataset_overrides()
-    stats = run_step(context, "eval_" + name, eval_run, argv).get("bbox", [0.0, 0.0])
+    results = run_step(context, "eval_" + name, pipeline.evaluate, context.config, weights,
+                       slim_config=slim_config, output_eval=context.path("eval_" + name),
+                       overrides=context.dataset_overrides())
+    stats = results.get("bbox", [0.0, 0.0])
     return {"mAP": float(stats[0]), "mAP50": float(stats[1])}
 
 
 def export_slim(context, name, slim_config, weights):
     """The slim method's own export (QDQ for QAT); returns the model folder."""
-    from slimext.commands.export import run as export_run
+    from slimext import pipeline
 
-    argv = ["-c", context.config, "--slim_config", slim_config,
-            "--output_dir", context.path("inference", name), "-o",
-            "weights={}".format(weights)] + context.dataset_overrides()
-    return run_step(context, "export_" + name, export_run, argv)
+    return run_step(context, "export_" + name, pipeline.export, context.config, weights,
+                    context.path("inference", name), slim_config=slim_config,
+                    overrides=context.dataset_overrides())
 
 
 def train_qat(context):

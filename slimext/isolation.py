@@ -27,8 +27,8 @@ def _function_name(func):
     return "{}:{}".format(module, func.__qualname__)
 
 
-def run_in_fresh_process(func, *args, log_path=None):
-    """func(*args) in a new interpreter; args and the result must be JSON values."""
+def run_in_fresh_process(func, *args, log_path=None, **kwargs):
+    """func(*args, **kwargs) in a new interpreter; arguments and result must be JSON values."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory() as folder:
@@ -36,7 +36,7 @@ def run_in_fresh_process(func, *args, log_path=None):
         command = [sys.executable, "-m", "slimext.isolation", _function_name(func), result_path]
         log = open(log_path, "w") if log_path else None
         try:
-            process = subprocess.run(command, input=json.dumps(args), text=True, env=env,
+            process = subprocess.run(command, input=json.dumps([args, kwargs]), text=True, env=env,
                                      stdout=log, stderr=subprocess.STDOUT if log else None)
         finally:
             if log:
@@ -56,7 +56,8 @@ def _child_main(name, result_path):
         func = getattr(func, part)
     from slimext.fileio import atomic_write_json
 
-    result = func(*json.loads(sys.stdin.read()))
+    args, kwargs = json.loads(sys.stdin.read())
+    result = func(*args, **kwargs)
     atomic_write_json(result_path, result, indent=None)
 
 

@@ -163,7 +163,8 @@ def diff(a, b):
 before = state()
 import slimext
 import slimext.analysis, slimext.compat, slimext.data, slimext.deploy, slimext.matcher
-import slimext.quant, slimext.commands, slimext.launch
+import slimext.quant, slimext.commands, slimext.launch, slimext.slim.settings, slimext.pipeline
+import slimext.commands.train, slimext.commands.slim_config
 import_diff = diff(before, state())
 loaded = sorted(m for m in ("ppdet", "paddleslim") if m in sys.modules)
 slimext.register_with_ppdet()

@@ -17,7 +17,6 @@ import paddle
 from slimext.analysis.raw_outputs import head_outputs
 from slimext.analysis.sensitivity import (SensitivityRanking, check_mode, prepare_measurement,
                                           rank_units, screen_then_rank)
-from slimext.quant.rules import RuleError, parse_rules
 
 SLIM_METHOD = "ResidualQAT"
 METRICS = ("sqnr", "map")
@@ -25,29 +24,6 @@ METRICS = ("sqnr", "map")
 
 class SensitivitySetupError(ValueError):
     """A setting that makes the analysis impossible; the message says what to change."""
-
-
-def residual_qat_from_config(cfg, slim_config):
-    """The `slim: ResidualQAT` object of a loaded slim config (checked, not yet applied)."""
-    from ppdet.core.workspace import create
-
-    method = cfg.get("slim")
-    if method != SLIM_METHOD:
-        raise SensitivitySetupError(
-            "slim config {!r} uses slim: {}; the sensitivity analysis measures the quantizers "
-            "of slim: {} (e.g. configs/slim/residual_qat/picodet_demo_residual_qat.yml)".format(
-                slim_config, method, SLIM_METHOD))
-    try:
-        slim = create(method)
-    except ValueError as error:   # e.g. a bad monitor setting, checked when ppdet builds it
-        raise SensitivitySetupError("slim config {!r}: {}".format(slim_config, error))
-    slim.print_plan = False
-    slim.monitor_config = None   # analysis runs are not training: no join error report
-    try:
-        parse_rules(slim.rules)   # a bad rule fails now, not after the model is built
-    except RuleError as error:
-        raise SensitivitySetupError("slim config {!r}: {}".format(slim_config, error))
-    return slim
 
 
 def float_detector(cfg, weights, policy=None):

@@ -83,13 +83,22 @@ class MonitorConfig:
                                          .format(key, value))
 
 
-def monitor_from_config(config):
-    """A JoinErrorMonitor for a `monitor` setting; None when it is off (None or false)."""
+def parse_monitor_setting(config):
+    """The MonitorConfig of a `monitor` setting (true: the defaults); None when it is off."""
     if config is None or config is False:
         return None
+    if isinstance(config, MonitorConfig):
+        config.check()
+        return config
+    return MonitorConfig() if config is True else MonitorConfig.from_dict(config)
+
+
+def monitor_from_config(config):
+    """A JoinErrorMonitor for a `monitor` setting or MonitorConfig; None when it is off."""
     if isinstance(config, JoinErrorMonitor):
         return config
-    return JoinErrorMonitor(**({} if config is True else MonitorConfig.from_dict(config).__dict__))
+    settings = parse_monitor_setting(config)
+    return None if settings is None else JoinErrorMonitor(**asdict(settings))
 
 
 def error_db(signal, noise):

@@ -1,7 +1,7 @@
 """Time an export on every runtime and precision that applies here; recommend what to ship."""
 import argparse
 
-from slimext.commands.common import UserError, run_command
+from slimext.commands.common import run_command
 
 
 def build_parser():
@@ -24,24 +24,19 @@ def build_parser():
 
 @run_command
 def main(argv=None):
-    flags = build_parser().parse_args(argv)
-    from slimext.fileio import atomic_write_json
-    from slimext.deploy.runtime_choice import format_table, run_bench
+    from slimext import pipeline
+    from slimext.deploy.runtime_choice import format_table
 
+    flags = build_parser().parse_args(argv)
     runtimes = [r.strip() for r in flags.runtimes.split(",") if r.strip()] \
         if flags.runtimes else None
-    if flags.runs < 1:
-        raise UserError("--runs must be at least 1, got {}".format(flags.runs))
-    try:
-        result = run_bench(flags.model_dir, runtimes, flags.cpu_threads, flags.runs,
-                           flags.warmup, flags.max_seconds, flags.image_file)
-    except (FileNotFoundError, ValueError, ImportError) as error:
-        raise UserError(str(error))
+    result = pipeline.benchmark(flags.model_dir, runtimes, flags.cpu_threads, flags.runs,
+                                flags.warmup, flags.max_seconds, flags.image_file,
+                                json_path=flags.json)
     print(format_table(result))
     print()
     print("Recommendation: " + result["recommendation"])
     if flags.json:
-        atomic_write_json(flags.json, result)
         print("result written to {}".format(flags.json))
 
 

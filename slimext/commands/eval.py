@@ -1,7 +1,5 @@
 """Evaluate a trained detector on its EvalDataset with ppdet's Trainer (COCO/VOC metric)."""
-from slimext.commands.common import (UserError, load_detection_config, make_parser,
-                                     metric_capture, parse_flags, run_command, weights_path)
-from slimext.commands.slim_config import read_slim_config
+from slimext.commands.common import make_parser, parse_flags, run_command
 
 
 def build_parser():
@@ -18,56 +16,20 @@ def build_parser():
     return parser
 
 
-def evaluate_detector(cfg, slim_config=None):
-    """Run cfg.weights over the EvalDataset; return the metric results (e.g. {'bbox': [...]}).
-
-    For COCO, results['bbox'][0] is mAP@[.5:.95] and [1] is mAP@.5.
-    """
-    from ppdet.engine import Trainer
-    from ppdet.slim import build_slim_model
-
-    cfg.weights = weights_path(cfg.get("weights"))
-    if slim_config:
-        from slimext.slim.residual_qat import SKIP_BUILD_COVERAGE
-
-        cfg[SKIP_BUILD_COVERAGE] = True  # evaluation needs no join coverage report
-        # The slim model is built (and its weights loaded) here, as in ppdet's own eval.
-        cfg = build_slim_model(cfg, slim_config, mode="eval")
-    trainer = Trainer(cfg, mode="eval")
-    capture = metric_capture()(trainer)
-    trainer.register_callbacks([capture])
-    trainer.load_weights(cfg.weights)
-    trainer.evaluate()
-    return capture.results
-
-
-def score_saved_predictions(cfg, output_eval):
-    """Score prediction json files written by an earlier run (ppdet's --json_eval)."""
-    import os
-
-    from ppdet.core.workspace import create
-    from ppdet.metrics.coco_utils import json_eval_results
-
-    folder = output_eval or "."
-    if not os.path.isfile(os.path.join(folder, "bbox.json")):
-        raise UserError("--json_eval needs {} (run eval with --output_eval {} first)".format(
-            os.path.join(folder, "bbox.json"), folder))
-    json_eval_results(cfg.metric, json_directory=folder, dataset=create("EvalDataset")())
-
-
 def run(argv):
     """The command without its error handling; returns the metric results (or None)."""
-    from ppdet.utils.cli import merge_args
+    from slimext import pipeline
 
     flags = parse_flags(build_parser(), argv)
-    cfg = load_detection_config(flags, mode="eval")
-    if flags.slim_config:
-        read_slim_config(flags.slim_config).refuse_uncalibrated_use("tools/eval.py")
-    merge_args(cfg, flags, exclude_args=["config", "opt", "slim_config", "json_eval"])
     if flags.json_eval:
-        score_saved_predictions(cfg, flags.output_eval)
+        pipeline.score_saved_predictions(flags.config, flags.output_eval, flags.opt)
         return None
-    return evaluate_detector(cfg, flags.slim_config)
+    overrides = dict(flags.opt)
+    weights = overrides.pop("weights", None)
+    return pipeline.evaluate(flags.config, weights, slim_config=flags.slim_config,
+                             overrides=overrides, output_eval=flags.output_eval,
+                             classwise=flags.classwise,
+                             save_prediction_only=flags.save_prediction_only)
 
 
 @run_command

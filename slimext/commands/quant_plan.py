@@ -5,6 +5,7 @@
 """
 from slimext.commands.common import (UserError, load_detection_config, make_parser,
                                      parse_flags, run_command)
+from slimext.commands.slim_config import read_slim_config
 from slimext.fileio import atomic_write_json
 
 
@@ -16,20 +17,24 @@ def build_parser():
     return parser
 
 
-def plan_for(cfg, slim_config):
+def plan_for(cfg, slim_config, overrides=None):
     """Build the config's model (random weights), apply the slim method, return its plan."""
-    from ppdet.core.workspace import create, load_config
+    from ppdet.core.workspace import create, load_config, merge_config
 
     from slimext.quant.rules import RuleError
+    from slimext.slim.build import slim_object
 
-    load_config(slim_config)
-    slim = create(cfg.slim)
-    if not hasattr(slim, "plan"):
+    slim_yaml = read_slim_config(slim_config)
+    settings = slim_yaml.settings(overrides)
+    if settings is None:
         raise UserError("slim config {!r} uses {}, which has no quantization plan; use "
-                        "slim: ResidualQAT".format(slim_config, type(slim).__name__))
-    slim.print_plan = False
+                        "slim: ResidualQAT".format(slim_config, slim_yaml.method))
+    load_config(slim_config)
+    if overrides:
+        merge_config(overrides)
+    slim = slim_object(settings)
     try:
-        slim(create(cfg.architecture))
+        slim(create(cfg.architecture), check_coverage=True, print_plan=False)
     except RuleError as error:
         raise UserError(str(error))
     return slim.plan
@@ -38,7 +43,7 @@ def plan_for(cfg, slim_config):
 def run(argv):
     flags = parse_flags(build_parser(), argv)
     cfg = load_detection_config(flags, mode="test")
-    plan = plan_for(cfg, flags.slim_config)
+    plan = plan_for(cfg, flags.slim_config, flags.opt)
     if flags.json:
         atomic_write_json(flags.json, plan.to_dict())
     return plan

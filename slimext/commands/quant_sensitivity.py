@@ -12,6 +12,7 @@ import os
 
 from slimext.commands.common import (UserError, load_detection_config, make_parser,
                                      parse_flags, run_command, weights_path)
+from slimext.commands.slim_config import read_slim_config
 
 DEFAULT_OUTPUT_ROOT = os.path.join("output", "quant_sensitivity")
 
@@ -86,23 +87,30 @@ def prepare(flags):
     """Load and check config, weights and slim config; build nothing expensive."""
     from ppdet.core.workspace import load_config, merge_config
 
-    from slimext.analysis.detection_sensitivity import (SensitivitySetupError,
-                                                        residual_qat_from_config)
+    from slimext.analysis.detection_sensitivity import SLIM_METHOD
     from slimext.analysis.sensitivity_rules import SlimConfigCopyError, read_slim_yaml
     from slimext.matcher import WeightCheckConfigError, WeightCheckPolicy
+    from slimext.slim.build import slim_object
 
     counts = check_flags(flags)
     cfg = load_detection_config(flags, mode="eval")
     weights = weights_path(cfg.get("weights"))
+    slim_yaml = read_slim_config(flags.slim_config)
+    if slim_yaml.method != SLIM_METHOD:
+        raise UserError("slim config {!r} uses slim: {}; the sensitivity analysis measures the "
+                        "quantizers of slim: {} (e.g. configs/slim/residual_qat/picodet_demo_"
+                        "residual_qat.yml)".format(flags.slim_config, slim_yaml.method,
+                                                   SLIM_METHOD))
+    # An analysis is not a training run: no plan table, no join error report.
+    settings = slim_yaml.settings(flags.opt).replace(print_plan=False, monitor=None)
     load_config(flags.slim_config)
     merge_config(flags.opt)   # -o wins over the slim config, as in training
     try:
         read_slim_yaml(flags.slim_config)
-        slim = residual_qat_from_config(cfg, flags.slim_config)
         policy = WeightCheckPolicy.from_config(cfg)
-    except (SensitivitySetupError, SlimConfigCopyError, WeightCheckConfigError) as error:
+    except (SlimConfigCopyError, WeightCheckConfigError) as error:
         raise UserError(str(error))
-    return cfg, slim, weights, policy, counts
+    return cfg, slim_object(settings), weights, policy, counts
 
 
 def _header(flags, weights, result, counts, rules):

@@ -2,7 +2,7 @@
 
     slim = read_slim_config(path)          # cached: later calls in the run reuse it
     slim.method                            # 'ResidualQAT', 'QAT', 'ResidualPTQ', ...
-    slim.check_settings(flags.opt)         # slimext methods: every setting, one Error line
+    slim.settings(flags.opt)               # slimext methods: the checked SlimSettings
     slim.refuse_uncalibrated_use("tools/train.py")
 
 ppdet itself still loads the file into its global config when it builds the slim model
@@ -14,8 +14,7 @@ from slimext.commands.config_values import yaml_error_message
 from slimext.commands.errors import UserError
 from slimext.compat.ppdet_internals import read_yaml_with_base
 
-PTQ_METHOD = "ResidualPTQ"
-QAT_METHOD = "ResidualQAT"
+from slimext.slim import PTQ_METHOD
 
 _CACHE = {}
 
@@ -46,65 +45,22 @@ class SlimConfig:
                             "weights=<float weights> (add --eval for its metric)".format(
                                 self.path, tool, self.path))
 
-    def check_settings(self, overrides=None):
-        """Every setting of a slimext method (quant_config, rules, backend, monitor, PTQ
-        algorithm); a bad one ends the command with one line naming the file."""
-        checks = {QAT_METHOD: _check_qat_section, PTQ_METHOD: _check_ptq_section}
-        check = checks.get(self.method)
-        if check is None:
-            return
+    def settings(self, overrides=None):
+        """The method's checked SlimSettings (-o overrides of its section on top); a bad
+        setting ends the command with one line naming the file. None for ppdet's own
+        methods (QAT, PTQ, ...), which ppdet checks."""
+        from slimext.slim.settings import SECTION_KEYS, parse_slim_settings
+
+        if self.method not in SECTION_KEYS:
+            return None
         try:
-            check(self.section(overrides))
+            return parse_slim_settings(self.method, self.section(overrides))
         except ValueError as error:  # every settings error of slimext is a ValueError
             raise UserError("{} (in {} of {})".format(error, self.method, self.path))
 
-
-def _check_keys(section, slim_class):
-    """ppdet passes only the keys a slim class takes and drops the rest without a word."""
-    import difflib
-    import inspect
-
-    known = [name for name in inspect.signature(slim_class.__init__).parameters
-             if name != "self"]
-    unknown = sorted(str(key) for key in section if key not in known)
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], known, n=1)
-        hint = " (did you mean {}?)".format(close[0]) if close else ""
-        raise ValueError("unknown key(s) {}{}; {} takes {}".format(
-            ", ".join(unknown), hint, slim_class.__name__, ", ".join(known)))
-
-
-def _check_common(section):
-    from slimext.quant.backends import get_backend
-    from slimext.quant.rules import parse_rules
-
-    get_backend(section.get("backend", "onednn"))
-    parse_rules(section.get("rules"))
-    strict = section.get("strict", False)
-    if not isinstance(strict, bool):
-        raise ValueError("strict must be true or false, got {!r}".format(strict))
-
-
-def _check_qat_section(section):
-    from slimext.analysis.monitor import monitor_from_config
-    from slimext.quant.settings import check_quant_config
-    from slimext.slim.residual_qat import ResidualQAT
-
-    _check_keys(section, ResidualQAT)
-    _check_common(section)
-    check_quant_config(section.get("quant_config"))
-    monitor_from_config(section.get("monitor"))
-
-
-def _check_ptq_section(section):
-    from slimext.quant.calibration import check_options
-    from slimext.quant.ptq import check_ptq_quant_config
-    from slimext.slim.residual_ptq import ResidualPTQ
-
-    _check_keys(section, ResidualPTQ)
-    _check_common(section)
-    check_options(section.get("algo", "KL"), section.get("algo_config"))
-    check_ptq_quant_config(section.get("quant_config"))
+    def check_settings(self, overrides=None):
+        """Every setting of a slimext method, checked before any model work."""
+        self.settings(overrides)
 
 
 def read_slim_config(path):

@@ -64,12 +64,16 @@ class QuantPlan:
     def to_dict(self):
         return asdict(self)
 
+    def summary(self):
+        """The plan in one line (the table's first line)."""
+        return ("Quantization plan (backend: {}): {} joins quantized, {} skipped, "
+                "{} quantizers ({} shared groups), {} conv/linear layers".format(
+                    self.backend, len(self.active_joins()),
+                    len(self.joins) - len(self.active_joins()), len(self.quantizers),
+                    len(self.shared_groups), len(self.layers)))
+
     def table(self):
-        lines = ["Quantization plan (backend: {}): {} joins quantized, {} skipped, "
-                 "{} quantizers ({} shared groups), {} conv/linear layers".format(
-                     self.backend, len(self.active_joins()),
-                     len(self.joins) - len(self.active_joins()), len(self.quantizers),
-                     len(self.shared_groups), len(self.layers))]
+        lines = [self.summary()]
         lines.append("")
         lines.append("{:<44} {:<6} {:>4}  {:<10} {}".format("join quantizer", "shared", "bits",
                                                            "set by", "places"))

@@ -24,36 +24,14 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from slimext.quant import settings
-from slimext.quant.calibration import CalibrationError, check_options, make_calibrator
-from slimext.quant.qat import QATQuantizer
+from slimext.quant.calibration import CalibrationError, make_calibrator
+from slimext.quant.qat import DEFAULT_INPUT_SHAPE, QATQuantizer
 from slimext.quant.quantizers import all_quantizers, bypassed
+from slimext.quant.settings import PTQSettings
 from slimext.compat.quantizer_internals import (is_moving_average, quant_bits,
                                                 set_moving_average_state)
 
 logger = logging.getLogger("slimext.ptq")
-
-# Calibration writes a fixed scale; other activation quantizer types recompute theirs per
-# batch, and PACT clipping is learned in training, which PTQ does not do.
-QUANT_CONFIG_REQUIREMENTS = (
-    ("activation_quantize_type", ("moving_average_abs_max",)),
-    ("activation_preprocess_type", (None,)),
-    ("weight_preprocess_type", (None,)),
-    ("weight_quantize_type", ("channel_wise_abs_max", "abs_max")),
-)
-
-
-def check_ptq_quant_config(raw):
-    """quant_config for PTQ: every general check (settings), then what calibration needs.
-    Returns the merged config."""
-    config = settings.check_quant_config(raw)
-    for key, allowed in QUANT_CONFIG_REQUIREMENTS:
-        if config.get(key) not in allowed:
-            raise CalibrationError("quant_config {}: {!r} cannot be used for post-training "
-                                   "quantization; use {} (or leave the key out)".format(
-                                       key, config.get(key),
-                                       " or ".join(repr(a) for a in allowed)))
-    return config
 
 
 def _is_activation(name):
@@ -62,16 +40,28 @@ def _is_activation(name):
 
 class PTQCalibrator:
     def __init__(self, backend="onednn", algo="KL", rules=None, quant_config=None,
-                 algo_config=None, input_shape=(1, 3, 320, 320), max_batches=None,
+                 algo_config=None, input_shape=DEFAULT_INPUT_SHAPE, max_batches=None,
                  strict=False):
-        self.algo, self.algo_config = check_options(algo, algo_config)
-        config = check_ptq_quant_config(quant_config)
+        settings = PTQSettings.parse(backend=backend, algo=algo, algo_config=algo_config,
+                                     quant_config=quant_config, rules=rules,
+                                     input_shape=input_shape, strict=strict)
+        self._setup(settings, max_batches)
+
+    @classmethod
+    def from_settings(cls, settings, max_batches=None, check_coverage=True):
+        """A calibrator for settings already checked (PTQSettings.parse)."""
+        calibrator = cls.__new__(cls)
+        calibrator._setup(settings, max_batches, check_coverage)
+        return calibrator
+
+    def _setup(self, settings, max_batches, check_coverage=True):
+        self.settings = settings
+        self.algo, self.algo_config = settings.algo, settings.algo_config
         # An int, None (every batch) or a callable read at each batch (ppdet applies -o
         # overrides after the slim object is built).
         self.max_batches = max_batches
         self.batch_limit()
-        self.qat = QATQuantizer(backend=backend, quant_config=config, rules=rules,
-                               input_shape=input_shape, strict=strict)
+        self.qat = QATQuantizer.from_settings(settings, check_coverage=check_coverage)
         self.calibrators = {}
         self.thresholds = None
         self.batches = 0

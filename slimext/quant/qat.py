@@ -17,11 +17,13 @@ from slimext.quant.apply import QUANTIZERS_ATTR, attach_join_quantizers
 from slimext.quant.coverage import JoinCoverageError, report_uncovered, trace_uncovered_joins
 from slimext.quant.joins import trace_joins
 from slimext.quant.plan import build_plan
-from slimext.quant.settings import check_quant_config
+from slimext.quant.settings import QuantSettings
 from slimext.compat.quantizer_internals import (layer_quantizers, quantize_layer_inputs_only,
                                                 set_quant_bits)
 
 logger = logging.getLogger("slimext.qat")
+
+DEFAULT_INPUT_SHAPE = (1, 3, 320, 320)
 
 
 def _ppdet_example_inputs(input_shape):
@@ -44,19 +46,26 @@ class QATQuantizer:
         trace); the export validator checks the exported program either way."""
 
     def __init__(self, backend="onednn", quant_config=None, rules=None,
-                 input_shape=(1, 3, 320, 320), monitor=None, strict=False,
+                 input_shape=DEFAULT_INPUT_SHAPE, monitor=None, strict=False,
                  check_coverage=True):
-        from slimext.quant.backends import get_backend
-        from slimext.quant.rules import parse_rules
+        # Every setting is checked before any model work.
+        settings = QuantSettings.parse(backend=backend, quant_config=quant_config, rules=rules,
+                                       input_shape=input_shape, strict=strict)
+        self._setup(settings, monitor, check_coverage)
 
-        get_backend(backend)          # every setting is checked before any model work
-        parse_rules(rules)
-        if not isinstance(strict, bool):
-            raise ValueError("strict must be true or false, got {!r}".format(strict))
-        self.backend = backend
-        self.quant_config = check_quant_config(quant_config)
-        self.rules = list(rules or [])
-        self.input_shape = list(input_shape)
+    @classmethod
+    def from_settings(cls, settings, monitor=None, check_coverage=True):
+        """A quantizer for settings already checked (QuantSettings.parse)."""
+        quantizer = cls.__new__(cls)
+        quantizer._setup(settings, monitor, check_coverage)
+        return quantizer
+
+    def _setup(self, settings, monitor, check_coverage):
+        self.settings = settings
+        self.backend = settings.backend
+        self.quant_config = dict(settings.quant_config)
+        self.rules = list(settings.rules)
+        self.input_shape = list(settings.input_shape or DEFAULT_INPUT_SHAPE)
         if monitor is False:
             monitor = None
         is_observer = hasattr(monitor, "attach") and hasattr(monitor, "finalize")
@@ -66,7 +75,7 @@ class QATQuantizer:
                             "{{'every_n_steps': 20}}), got {!r}; in a slim YAML the `monitor:` "
                             "key builds it".format(monitor))
         self.monitor = monitor
-        self.strict = strict
+        self.strict = settings.strict
         self.check_coverage = check_coverage
         self.plan = None
         self.handler = None

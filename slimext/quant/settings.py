@@ -1,11 +1,14 @@
-"""`quant_config`: PaddleSlim's quantization keys as ResidualQAT/ResidualPTQ accept them.
+"""The settings of QATQuantizer / PTQCalibrator (`QuantSettings`, `PTQSettings`), checked once.
 
-Every key, type and range is checked before any model work, with the same one-line errors
+`quant_config` holds PaddleSlim's quantization keys. Every key, type and range is checked before any model work, with the same one-line errors
 as the rules: an unknown key lists the known ones, a setting slimext cannot honour says
 which other setting it conflicts with and what to write instead.
 """
+import dataclasses
 import difflib
 import numbers
+from dataclasses import dataclass, field
+from typing import Optional
 
 # PaddleSlim's defaults for PicoDet-style QAT; any key can be overridden by quant_config.
 DEFAULT_QUANT_CONFIG = {
@@ -103,3 +106,101 @@ def check_quant_config(raw):
         if key in config and config[key] != only:
             _fail("{} must be {!r} ({}), got {!r}", key, only, why, config[key])
     return config
+
+
+# Calibration writes a fixed scale; other activation quantizer types recompute theirs per
+# batch, and PACT clipping is learned in training, which PTQ does not do.
+PTQ_QUANT_CONFIG_REQUIREMENTS = (
+    ("activation_quantize_type", ("moving_average_abs_max",)),
+    ("activation_preprocess_type", (None,)),
+    ("weight_preprocess_type", (None,)),
+    ("weight_quantize_type", ("channel_wise_abs_max", "abs_max")),
+)
+
+
+def check_ptq_quant_config(raw):
+    """quant_config for PTQ: every general check, then what calibration needs. Returns the
+    merged config."""
+    from slimext.quant.calibration import CalibrationError
+
+    config = check_quant_config(raw)
+    for key, allowed in PTQ_QUANT_CONFIG_REQUIREMENTS:
+        if config.get(key) not in allowed:
+            raise CalibrationError("quant_config {}: {!r} cannot be used for post-training "
+                                   "quantization; use {} (or leave the key out)".format(
+                                       key, config.get(key),
+                                       " or ".join(repr(a) for a in allowed)))
+    return config
+
+
+def check_input_shape(shape):
+    """None, or [N, C, H, W] of positive integers (the example input joins are found with)."""
+    if shape is None:
+        return None
+    if not isinstance(shape, (list, tuple)) or len(shape) != 4 \
+            or not all(_is_int(d) and d > 0 for d in shape):
+        raise ValueError("input_shape must be [N, C, H, W] with positive integers, e.g. "
+                         "[1, 3, 320, 320], got {!r}".format(shape))
+    return tuple(shape)
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    """Every setting a QATQuantizer takes, checked once by `parse` and passed down as is.
+
+    quant_config is PaddleSlim's keys merged over DEFAULT_QUANT_CONFIG; rules are the raw
+    rule mappings (quant.rules parses them into the plan's rules).
+    """
+    backend: str = "onednn"
+    quant_config: dict = field(default_factory=lambda: dict(DEFAULT_QUANT_CONFIG))
+    rules: tuple = ()
+    input_shape: Optional[tuple] = None
+    strict: bool = False
+
+    @classmethod
+    def parse(cls, backend="onednn", quant_config=None, rules=None, input_shape=None,
+              strict=False, **extra):
+        """The checked settings; ValueError (one line, with the fix) on the first bad one."""
+        from slimext.quant.backends import get_backend
+        from slimext.quant.rules import parse_rules
+
+        get_backend(backend)
+        parse_rules(rules)
+        if not isinstance(strict, bool):
+            raise ValueError("strict must be true or false, got {!r}".format(strict))
+        values = dict(backend=backend, quant_config=cls._quant_config(quant_config),
+                      rules=tuple(rules or ()), input_shape=check_input_shape(input_shape),
+                      strict=strict)
+        values.update(cls._extra(**extra))
+        return cls(**values)
+
+    @staticmethod
+    def _quant_config(raw):
+        return check_quant_config(raw)
+
+    @staticmethod
+    def _extra(**extra):
+        if extra:
+            raise TypeError("unexpected setting(s) {}".format(", ".join(sorted(extra))))
+        return {}
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class PTQSettings(QuantSettings):
+    """QuantSettings plus the calibration algorithm and its options (quant.calibration)."""
+    algo: str = "KL"
+    algo_config: dict = field(default_factory=dict)
+
+    @staticmethod
+    def _quant_config(raw):
+        return check_ptq_quant_config(raw)
+
+    @staticmethod
+    def _extra(algo="KL", algo_config=None):
+        from slimext.quant.calibration import check_options
+
+        algo, algo_config = check_options(algo, algo_config)
+        return {"algo": algo, "algo_config": algo_config}

@@ -1,3 +1,6 @@
-"""ppdet slim classes provided by slimext (registered on import)."""
-from slimext.slim.residual_qat import ResidualQAT  # noqa: F401
-from slimext.slim.residual_ptq import ResidualPTQ  # noqa: F401
+"""ppdet slim classes provided by slimext: `ResidualQAT` (residual_qat) and `ResidualPTQ`
+(residual_ptq). Importing their modules registers them with ppdet, which
+`slimext.register_with_ppdet()` does; `slim.settings` and the builder import without it."""
+
+QAT_METHOD = "ResidualQAT"
+PTQ_METHOD = "ResidualPTQ"

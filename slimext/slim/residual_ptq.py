@@ -8,7 +8,8 @@ from ppdet.core.workspace import register, serializable
 from ppdet.utils.logger import setup_logger
 
 from slimext.quant.ptq import PTQCalibrator
-from slimext.slim.residual_qat import _configured_input_shape
+from slimext.slim.residual_qat import _configured_input_shape, log_plan
+from slimext.slim.settings import PTQ_METHOD, parse_slim_settings
 
 logger = setup_logger(__name__)
 
@@ -79,35 +80,47 @@ class ResidualPTQ(object):
 
     def __init__(self, backend="onednn", algo="KL", algo_config=None, quant_config=None,
                  rules=None, input_shape=None, print_plan=True, strict=False):
-        self.backend = backend
-        self.algo = algo
-        self.algo_config = algo_config
-        self.quant_config = quant_config
-        self.rules = rules or []
-        self.input_shape = input_shape
-        self.print_plan = print_plan
-        self.strict = strict
         # Checked now, so a typo fails before any model is built or weight loaded.
+        self.settings = parse_slim_settings(PTQ_METHOD, dict(
+            backend=backend, algo=algo, algo_config=algo_config, quant_config=quant_config,
+            rules=rules, input_shape=input_shape, print_plan=print_plan, strict=strict))
+        self.print_plan = self.settings.print_plan
         self.core = self._make_core()
 
-    def _make_core(self):
-        return PTQCalibrator(backend=self.backend, algo=self.algo, rules=self.rules,
-                                quant_config=self.quant_config, algo_config=self.algo_config,
-                                input_shape=self.input_shape or _configured_input_shape(),
-                                max_batches=_quant_batch_num, strict=self.strict)
+    @classmethod
+    def from_settings(cls, settings):
+        """The slim class for SlimSettings already parsed (slimext's own model builder)."""
+        slim = cls.__new__(cls)
+        slim.settings = settings
+        slim.print_plan = settings.print_plan
+        slim.core = slim._make_core()
+        return slim
 
-    def __call__(self, model):
+    @property
+    def rules(self):
+        return list(self.settings.quant.rules)
+
+    def _make_core(self, check_coverage=True):
+        quant = self.settings.quant
+        settings = quant.replace(input_shape=quant.input_shape or _configured_input_shape())
+        return PTQCalibrator.from_settings(settings, max_batches=_quant_batch_num,
+                                           check_coverage=check_coverage)
+
+    def __call__(self, model, check_coverage=True, print_plan=None):
+        """Load the float weights, quantize `model` and open calibration (ppdet's flow).
+        check_coverage / print_plan: as for ResidualQAT."""
         from ppdet.core.workspace import global_config
 
+        if print_plan is not None:
+            self.print_plan = print_plan
         load_float_weights(model)
-        self.core = self._make_core()  # a fresh core per model
+        self.core = self._make_core(check_coverage)  # a fresh core per model
         model = self.core(model)
         # ppdet's Trainer builds the TestDataset that post_quant's infer_cfg.yml reads its
         # label list from only for slim_type 'PTQ' (ppdet's name for post-training quant).
         if global_config.get("slim_type") == "ResidualPTQ":
             global_config["slim_type"] = "PTQ"
-        if self.print_plan:
-            logger.info("ResidualPTQ plan\n{}".format(self.core.plan))
+        log_plan(logger, "ResidualPTQ", self.core.plan, self.print_plan)
         return model
 
     @property

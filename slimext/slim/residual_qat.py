@@ -5,22 +5,11 @@ from ppdet.core.workspace import register, serializable
 from ppdet.utils.logger import setup_logger
 
 from slimext.analysis.monitor import monitor_from_config
-from slimext.quant.qat import QATQuantizer
 from slimext.distributed import is_main_rank
-from slimext.quant.settings import check_quant_config
+from slimext.quant.qat import QATQuantizer
+from slimext.slim.settings import QAT_METHOD, parse_slim_settings
 
 logger = setup_logger(__name__)
-
-# Set (True) in ppdet's global config by tools that only evaluate or export a trained model:
-# they skip the build-time coverage trace (evaluation needs no report, and the export
-# validator checks the exported program itself).
-SKIP_BUILD_COVERAGE = "slimext_skip_build_coverage"
-
-
-def _coverage_on_build():
-    from ppdet.core.workspace import global_config
-
-    return global_config.get(SKIP_BUILD_COVERAGE) is not True
 
 
 def _configured_input_shape():
@@ -31,6 +20,15 @@ def _configured_input_shape():
     if shape and len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape[1:]):
         return [1] + list(shape[1:])
     return [1, 3, 320, 320]
+
+
+def log_plan(logger, method, plan, how):
+    """how: True logs the plan table, "summary" its first line (naming where the table
+    is), False nothing."""
+    if how == "summary":
+        logger.info("{}: {} (the table: tools/quant_plan.py)".format(method, plan.summary()))
+    elif how:
+        logger.info("{} plan\n{}".format(method, plan))
 
 
 def _checkpoint_dir():
@@ -56,29 +54,47 @@ class ResidualQAT(object):
 
     def __init__(self, backend="onednn", quant_config=None, rules=None, input_shape=None,
                  print_plan=True, monitor=None, strict=False):
-        self.backend = backend
-        self.quant_config = check_quant_config(quant_config)
-        self.rules = rules or []
-        self.strict = strict
-        self.input_shape = input_shape
-        self.print_plan = print_plan
-        monitor_from_config(monitor)  # a bad setting fails when ppdet builds this object
-        self.monitor_config = monitor
+        # Checked now, so a bad setting fails when ppdet builds this object.
+        self.settings = parse_slim_settings(QAT_METHOD, dict(
+            backend=backend, quant_config=quant_config, rules=rules, input_shape=input_shape,
+            print_plan=print_plan, monitor=monitor, strict=strict))
+        # ppdet's build_slim_model edits this dict for its test mode (PACT off for export).
+        self.quant_config = dict(self.settings.quant.quant_config)
         self.monitor = None
         self.core = None
 
-    def __call__(self, model):
-        self.monitor = monitor_from_config(self.monitor_config)  # one per quantized model
+    @classmethod
+    def from_settings(cls, settings):
+        """The slim class for SlimSettings already parsed (slimext's own model builder)."""
+        slim = cls.__new__(cls)
+        slim.settings = settings
+        slim.quant_config = dict(settings.quant.quant_config)
+        slim.monitor = None
+        slim.core = None
+        return slim
+
+    @property
+    def rules(self):
+        return list(self.settings.quant.rules)
+
+    def __call__(self, model, check_coverage=True, print_plan=None):
+        """Quantize `model`. check_coverage: trace it for joins interception missed
+        (training wants the report; evaluation and export, whose validator checks the
+        exported program, do not). print_plan: True (the table), "summary" (one line), False,
+        or None for the slim YAML's print_plan."""
+        settings = self.settings.quant.replace(
+            quant_config=dict(self.quant_config),
+            input_shape=self.settings.quant.input_shape or _configured_input_shape())
+        self.monitor = monitor_from_config(self.settings.monitor)  # one per quantized model
         if self.monitor is not None:
             self.monitor.default_output_dir = os.path.join(_checkpoint_dir(), "join_monitor")
-        self.core = QATQuantizer(backend=self.backend, quant_config=self.quant_config,
-                                     rules=self.rules,
-                                     input_shape=self.input_shape or _configured_input_shape(),
-                                     monitor=self.monitor, strict=self.strict,
-                                     check_coverage=_coverage_on_build())
+        self.core = QATQuantizer.from_settings(settings, monitor=self.monitor,
+                                               check_coverage=check_coverage)
         model = self.core(model)
-        if self.print_plan and is_main_rank():
-            logger.info("ResidualQAT plan\n{}".format(self.core.plan))
+        if print_plan is None:
+            print_plan = self.settings.print_plan
+        if is_main_rank():
+            log_plan(logger, "ResidualQAT", self.core.plan, print_plan)
         return model
 
     @property

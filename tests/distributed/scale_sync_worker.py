@@ -24,7 +24,8 @@ import slimext  # noqa: E402
 
 slimext.register_with_ppdet()
 from slimext.commands.common import load_detection_config, parse_flags  # noqa: E402
-from slimext.commands.train import build_parser, prepare_on_all_ranks  # noqa: E402
+from slimext.commands.train import build_parser  # noqa: E402
+from slimext.pipeline import prepare_on_all_ranks  # noqa: E402
 from slimext.distributed import rank, start_data_parallel, world_size  # noqa: E402
 from slimext.quant.scale_sync import ScaleSync  # noqa: E402
 
