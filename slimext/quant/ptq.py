@@ -24,12 +24,12 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from slimext.quant.calibration import CalibrationError, make_calibrator
+from slimext.quant.calibration import CalibrationError
+from slimext.quant.calibration_session import CalibrationSession
 from slimext.quant.qat import DEFAULT_INPUT_SHAPE, QATQuantizer
-from slimext.quant.quantizers import all_quantizers, bypassed
+from slimext.quant.quantizers import all_quantizers
 from slimext.quant.settings import PTQSettings
-from slimext.compat.quantizer_internals import (is_moving_average, quant_bits,
-                                                set_moving_average_state)
+from slimext.compat.quantizer_internals import is_moving_average, set_moving_average_state
 
 logger = logging.getLogger("slimext.ptq")
 
@@ -62,12 +62,9 @@ class PTQCalibrator:
         self.max_batches = max_batches
         self.batch_limit()
         self.qat = QATQuantizer.from_settings(settings, check_coverage=check_coverage)
-        self.calibrators = {}
         self.thresholds = None
-        self.batches = 0
+        self._session = None      # the CalibrationSession of the last calibration
         self._model = None
-        self._hooks = []
-        self._bypass = None
         self._guard = None
 
     @property
@@ -77,6 +74,16 @@ class PTQCalibrator:
     @property
     def handler(self):
         return self.qat.handler
+
+    @property
+    def calibrators(self):
+        """{activation quantizer name: its calibrator} of the last calibration."""
+        return self._session.calibrators if self._session else {}
+
+    @property
+    def batches(self):
+        """Forward passes seen by the last calibration (sampled or not)."""
+        return self._session.batches if self._session else 0
 
     def quantizer(self, name):
         return all_quantizers(self._model, self.plan)[name]
@@ -99,7 +106,7 @@ class PTQCalibrator:
         """Put the plan's quantizers into `model` (uncalibrated; it runs only once calibrated)."""
         model.eval()  # PTQ never trains: batch norm keeps its statistics while calibrating
         model = self.qat(model, example_inputs)
-        self.batches, self.thresholds = 0, None
+        self.thresholds, self._session = None, None
         quantizers = all_quantizers(model, self.plan)
         for name, layer in quantizers.items():
             if _is_activation(name) and not is_moving_average(layer):
@@ -121,36 +128,26 @@ class PTQCalibrator:
             raise
         self.finish_calibration(model)
 
+    def _running(self):
+        return self._session is not None and self._session.open
+
     def start_calibration(self, model):
         self._check_model(model, "start_calibration")
-        if self._bypass is not None:
+        if self._running():
             raise CalibrationError("calibration is already running on this model")
-        self.batches, self.thresholds = 0, None
+        self.thresholds = None
         quantizers = all_quantizers(model, self.plan)
-        activations = {n: q for n, q in quantizers.items() if _is_activation(n)}
-        self.calibrators = {name: make_calibrator(self.algo, quant_bits(layer), self.algo_config)
-                            for name, layer in activations.items()}
-        self._hooks = [model.register_forward_pre_hook(self._count_batch)]
-        self._hooks += [layer.register_forward_pre_hook(self._sampler(name))
-                        for name, layer in activations.items()]
         # Calibration runs the float model: statistics of what the float network computes.
-        self._bypass = bypassed(quantizers.values())
-        self._bypass.__enter__()
+        self._session = CalibrationSession(model, quantizers,
+                                           [n for n in quantizers if _is_activation(n)],
+                                           self.algo, self.algo_config, self.batch_limit)
 
     def abort_calibration(self):
         """End a calibration without writing anything: quantizers active again, samples
         dropped, the model uncalibrated (calibrate again to use it). Safe to call twice."""
-        self._end_sampling()
-        self.calibrators = {}
-        self.batches = 0
-
-    def _end_sampling(self):
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
-        if self._bypass is not None:
-            bypass, self._bypass = self._bypass, None
-            bypass.__exit__(None, None, None)
+        if self._session is not None:
+            self._session.close()
+        self._session = None
 
     def _check_model(self, model, what):
         if self._model is None or model is not self._model:
@@ -158,7 +155,7 @@ class PTQCalibrator:
                                    "ptq(model) or ptq.prepare(model) returned)".format(what))
 
     def _refuse_uncalibrated(self, _model, _inputs):
-        if self._bypass is None and self.thresholds is None:
+        if not self._running() and self.thresholds is None:
             raise CalibrationError("this model's quantizers are not calibrated (calibration "
                                    "never ran or was interrupted): use ptq.quantize(model, "
                                    "loop) or run the batches inside `with ptq.calibrating("
@@ -174,37 +171,6 @@ class PTQCalibrator:
                                    .format(limit))
         return limit
 
-    def _count_batch(self, model, _inputs):
-        if model.training:
-            raise CalibrationError("the model is in training mode during calibration, which "
-                                   "would change its batch-norm statistics; call model.eval()")
-        self.batches += 1
-        return None
-
-    def _sampler(self, name):
-        calibrator = self.calibrators[name]
-
-        def hook(_layer, inputs):
-            limit = self.batch_limit()
-            if limit is None or self.batches <= limit:
-                calibrator.observe(inputs[0])
-            return None
-
-        return hook
-
-    def _check_observed(self):
-        if self.batches == 0:
-            raise CalibrationError("no calibration batch ran: call model(batch) on a few "
-                                   "representative batches after ptq(model) and before "
-                                   "finish_calibration/save_quantized_model")
-        unseen = [name for name, c in self.calibrators.items() if c.observed == 0]
-        if unseen:
-            raise CalibrationError(
-                "{} quantizer(s) saw no calibration data: {}; the batches never ran through "
-                "them: calibrate with inputs that take that path, or leave them in float with "
-                "a rule {{match: '<layer path or join site>', skip: true}}".format(
-                    len(unseen), ", ".join(unseen[:10])))
-
     def finish_calibration(self, model):
         """Compute every threshold, write it into its quantizer and stop sampling.
 
@@ -214,17 +180,16 @@ class PTQCalibrator:
         self._check_model(model, "finish_calibration")
         if self.thresholds is not None:
             return self.thresholds
-        if self._bypass is None:
+        if not self._running():
             raise CalibrationError("no calibration is running: it was interrupted or never "
                                    "started; use ptq.quantize(model, loop) or "
                                    "`with ptq.calibrating(model): ...`")
         try:
-            self._check_observed()
-            thresholds = {name: c.threshold() for name, c in self.calibrators.items()}
+            thresholds = self._session.thresholds()
         except BaseException:
             self.abort_calibration()
             raise
-        self._end_sampling()
+        self._session.close()
         quantizers = all_quantizers(model, self.plan)
         for name, value in thresholds.items():
             _write_scale(quantizers[name], value)
@@ -237,19 +202,13 @@ class PTQCalibrator:
         return thresholds
 
     def used_batches(self):
-        limit = self.batch_limit()
-        return self.batches if limit is None else min(self.batches, limit)
+        return self._session.used_batches() if self._session else 0
 
     def table(self):
         """Per quantizer: observed abs max and calibrated threshold."""
-        lines = ["{:<52} {:>10} {:>10} {:>6}".format("activation quantizer", "abs max",
-                                                     "threshold", "ratio")]
-        for name, c in self.calibrators.items():
-            value = (self.thresholds or {}).get(name)
-            lines.append("{:<52} {:>10.4g} {:>10} {:>6}".format(
-                name, c.abs_max, "-" if value is None else "{:.4g}".format(value),
-                "-" if value is None or not c.abs_max else "{:.2f}".format(value / c.abs_max)))
-        return "\n".join(lines)
+        if self._session is None:
+            return "no calibration has run"
+        return self._session.table(self.thresholds)
 
     def save_quantized_model(self, model, path, input_spec=None, **config):
         """Finish calibration (if not done) and write the validated INT8 QDQ export."""
