@@ -101,7 +101,7 @@ def test_synced_scales_are_identical_on_both_ranks_and_the_mean_observer(synced_
 
 
 def test_monitor_reports_the_error_over_both_ranks_batches(synced_run):
-    from slimext.analysis.monitor import error_db
+    from slimext.analysis.monitor_sums import error_db
 
     _, ranks = synced_run
     sent = [r["monitor_local"] for r in ranks]        # [sampled step, quantizer * 3]

@@ -11,27 +11,16 @@ SQNR = 10*log10(sum(x^2) / sum((x-q)^2)) dB and relative MSE = sum((x-q)^2) / su
 On other steps, and in eval mode, the hooks return at once.
 """
 import atexit
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
 import paddle
 
-from slimext.quant import interception
+from slimext.analysis.monitor_output import VisualDLScalars, log_step, monitor_logger
+from slimext.analysis.monitor_sums import StepErrorSums
+from slimext.distributed import is_main_rank
 from slimext.quant.apply import QuantizerObserver
-from slimext.distributed import is_main_rank, sum_across_ranks, world_size
 
-
-
-def _logger():
-    """ppdet's logger (its log format); ppdet is imported on the first message only, so
-    importing the monitor loads nothing of ppdet."""
-    from ppdet.utils.logger import setup_logger
-
-    return setup_logger(__name__)
-
-# Exact quantization (zero error) has infinite SQNR; reports use this finite ceiling.
-MAX_SQNR_DB = 150.0
 FLAGS_NAMED = 8  # the end-of-run warning names this many flagged quantizers, then counts
 
 
@@ -101,26 +90,6 @@ def monitor_from_config(config):
     return None if settings is None else JoinErrorMonitor(**asdict(settings))
 
 
-def error_db(signal, noise):
-    """(SQNR in dB, relative MSE) from sum(x^2) and sum((x-q)^2); NaN when undefined."""
-    if not (math.isfinite(signal) and math.isfinite(noise)):
-        return math.nan, math.nan  # inf/NaN activations: the step diverged
-    if noise <= 0.0:
-        return MAX_SQNR_DB, 0.0
-    if signal <= 0.0:
-        return math.nan, math.nan
-    rel_mse = noise / signal
-    return min(MAX_SQNR_DB, -10.0 * math.log10(rel_mse)), rel_mse
-
-
-@dataclass
-class ErrorSample:
-    step: int
-    quantizer: str
-    sqnr_db: float
-    rel_mse: float
-
-
 class JoinErrorMonitor(QuantizerObserver):
     """Samples the error of a ResidualQAT model's quantizers; see the module docstring.
 
@@ -139,11 +108,11 @@ class JoinErrorMonitor(QuantizerObserver):
         self.step = 0
         self.samples = []
         self.kinds = {}            # quantizer name -> "join" | "layer"
-        self._pending = {}         # name -> [sum(x^2), sum((x-q)^2)] as paddle tensors
+        self._sums = StepErrorSums()   # the sampled step's error sums
         self._sampling = False
         self._hooks = []
         self._handler = None
-        self._vdl = None
+        self._vdl = VisualDLScalars(self.config.vdl_log_dir)
         self._reported = 0
 
     @property
@@ -186,7 +155,7 @@ class JoinErrorMonitor(QuantizerObserver):
         atexit.unregister(self._finalize_at_exit)
 
     def _start_step(self, model, _inputs):
-        self._pending = {}
+        self._sums.clear()
         self._sampling = bool(model.training) and self.step % self.config.every_n_steps == 0
         if model.training:
             self.step += 1
@@ -206,85 +175,16 @@ class JoinErrorMonitor(QuantizerObserver):
 
     def observe(self, name, x, q):
         """Add one quantizer call (float input x, fake-quant output q) to this step's sums."""
-        if not self._sampling or not paddle.in_dynamic_mode():
-            return
-        with paddle.no_grad(), interception.suspended():
-            if x.dtype != paddle.float32:
-                x, q = x.astype("float32"), q.astype("float32")
-            signal = paddle.sum(paddle.square(x))
-            noise = paddle.sum(paddle.square(x - q))
-            sums = self._pending.get(name)
-            if sums is None:
-                self._pending[name] = [signal, noise]
-            else:  # a shared quantizer is called at several places in one step
-                sums[0] = sums[0] + signal
-                sums[1] = sums[1] + noise
+        if self._sampling and paddle.in_dynamic_mode():
+            self._sums.add(name, x, q)
 
     def _record(self):
-        if world_size() > 1:
-            names, values = self._reduced_over_ranks()
-        elif not self._pending:
+        new = self._sums.samples(self.step, self.kinds)
+        if not new:
             return
-        else:
-            names = list(self._pending)
-            # One device-to-host copy for the whole step.
-            values = paddle.stack([s.reshape([]) for n in names for s in self._pending[n]]).numpy()
-        self._pending = {}
-        if not names:
-            return
-        step = self.step
-        new = []
-        for index, name in enumerate(names):
-            sqnr, rel_mse = error_db(float(values[2 * index]), float(values[2 * index + 1]))
-            new.append(ErrorSample(step, name, sqnr, rel_mse))
         self.samples.extend(new)
-        self._log_step(step, new)
-        self._write_vdl(step, new)
-
-    def _reduced_over_ranks(self):
-        """(names, [signal, noise, ...]) summed over all ranks' batches of this step.
-
-        SQNR is a ratio of sums, so summing each rank's sum(x^2) and sum((x-q)^2) gives the
-        SQNR over every rank's batch. Every rank samples the same steps and sends one
-        vector over all known quantizers (zeros and a 0 count where one did not run).
-        """
-        names = sorted(self.kinds)
-        zero = paddle.zeros([], dtype="float32")
-        rows = []
-        for name in names:
-            sums = self._pending.get(name)
-            rows.extend([sums[0].reshape([]), sums[1].reshape([]), paddle.ones([])]
-                        if sums else [zero, zero, zero])
-        totals = sum_across_ranks(paddle.stack(rows)).numpy().reshape([-1, 3])
-        seen = [i for i, row in enumerate(totals) if row[2] > 0]
-        return [names[i] for i in seen], totals[seen, :2].reshape([-1])
-
-    def _log_step(self, step, new):
-        worst = sorted(new, key=lambda s: s.sqnr_db if math.isfinite(s.sqnr_db) else -math.inf)
-        worst = worst[:self.config.log_worst]
-        below = sum(s.sqnr_db < self.config.threshold_db for s in new)
-        _logger().info("join monitor step {}: worst SQNR {}; {} quantizers, {} below {:g} dB".format(
-            step, ", ".join("{} {:.1f} dB".format(s.quantizer, s.sqnr_db) for s in worst),
-            len(new), below, self.config.threshold_db))
-
-    def _write_vdl(self, step, new):
-        if self.config.vdl_log_dir is None or not is_main_rank():
-            return
-        if self._vdl is None:
-            try:
-                from visualdl import LogWriter
-            except ImportError:
-                _logger().warning("join monitor: vdl_log_dir is set but the visualdl package is "
-                               "not installed (pip install visualdl); the CSV report has the "
-                               "same numbers")
-                self._vdl = False
-                return
-            self._vdl = LogWriter(logdir=self.config.vdl_log_dir)
-        if self._vdl is False:
-            return
-        for sample in new:
-            self._vdl.add_scalar(tag="join_monitor/sqnr_db/" + sample.quantizer,
-                                 value=sample.sqnr_db, step=step)
+        log_step(self.step, new, self.config.threshold_db, self.config.log_worst)
+        self._vdl.write(self.step, new)
 
     def summary(self):
         """{quantizer: {kind, samples, last/mean/min/recent SQNR, last rel. MSE, flagged}}."""
@@ -302,9 +202,7 @@ class JoinErrorMonitor(QuantizerObserver):
 
         if not is_main_rank():  # every rank holds the same reduced samples; one report
             return None
-        if self._vdl:
-            self._vdl.close()
-            self._vdl = None
+        self._vdl.close()
         if len(self.samples) == self._reported:
             return None
         summary = self.summary()
@@ -316,16 +214,16 @@ class JoinErrorMonitor(QuantizerObserver):
                               for n, s in flagged[:FLAGS_NAMED])
             more = " and {} more".format(len(flagged) - FLAGS_NAMED) \
                 if len(flagged) > FLAGS_NAMED else ""
-            _logger().warning(
+            monitor_logger().warning(
                 "join monitor: {} quantizer(s) stayed below {:g} dB SQNR over their last {} "
                 "samples: {}{}; give them more bits (rule activation_bits: 16) or skip them; "
                 "all numbers in {}".format(len(flagged), self.config.threshold_db,
                                            self.config.recent_samples, named, more, paths["json"]))
-        _logger().info("join monitor report: {}".format(", ".join(paths.values())))
+        monitor_logger().info("join monitor report: {}".format(", ".join(paths.values())))
         return paths
 
     def _finalize_at_exit(self):
         try:
             self.finalize()
         except Exception as error:  # a report failure must not mask the run's own outcome
-            _logger().error("join monitor: could not write the report: {}".format(error))
+            monitor_logger().error("join monitor: could not write the report: {}".format(error))

@@ -44,9 +44,9 @@ class ObserverRecorder(Callback):
 
 def record_monitor_reductions(records):
     """Keep what the join monitor sends to and gets back from its cross-rank sum."""
-    from slimext.analysis import monitor
+    from slimext.analysis import monitor_sums
 
-    reduce = monitor.sum_across_ranks
+    reduce = monitor_sums.sum_across_ranks
 
     def recorded(tensor):
         sent = tensor.numpy().copy()
@@ -54,7 +54,7 @@ def record_monitor_reductions(records):
         records.append((sent, result.numpy().copy()))
         return result
 
-    monitor.sum_across_ranks = recorded
+    monitor_sums.sum_across_ranks = recorded
 
 
 def main(out_dir, argv):
