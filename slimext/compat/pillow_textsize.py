@@ -17,9 +17,10 @@ def _textsize(self, text, font=None, spacing=4, direction=None, features=None,
 
 
 def textsize_missing():
+    """True when Pillow itself has no textsize (this stand-in does not count)."""
     from PIL import ImageDraw
 
-    return not hasattr(ImageDraw.ImageDraw, "textsize")
+    return getattr(ImageDraw.ImageDraw, "textsize", _textsize) is _textsize
 
 
 def restore_textsize():
