@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.slimext-installed
 
-.PHONY: install demo test test-all-stacks bench clean
+.PHONY: install demo test test-all-stacks bench clean checkout-deps
 
 install: $(STAMP)
 
@@ -43,6 +43,14 @@ test: install $(OPENVINO_STAMP)
 test-all-stacks:
 	$(MAKE) test STACK=paddle33
 	$(MAKE) test STACK=paddle26
+
+# What a PaddleDetection checkout's own ppdet needs (its requirements.txt; v2.7+ import
+# imgaug), installed with every package already in the venv held at its version: what
+# would move a pin or overwrite a module another package provides is skipped and said.
+#   make checkout-deps PPDET=../PaddleDetection
+checkout-deps: install
+	@test -n "$(PPDET)" || { echo "Error: say which checkout: make checkout-deps PPDET=../PaddleDetection" >&2; exit 2; }
+	$(PY) -m slimext.compat.checkout_requirements "$(PPDET)" --constraints constraints.txt
 
 bench: install
 	$(PY) -m benchmarks.matcher_speed

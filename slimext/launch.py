@@ -6,8 +6,10 @@ The script runs as `python script.py args...` would run it (its folder first on 
 sys.argv set, __name__ == "__main__"), after `slimext.register_with_ppdet()` has added
 slimext's classes to ppdet's registry (so its YAML can name them) and applied slimext's
 compatibility fixes (ppdet's exports then trace into the old IR that INT8 inference needs).
-ppdet is already imported by then, so the script uses the installed ppdet even if it puts
-a checkout's folder on sys.path. The config's `pretrain_weights` load through the weight
+ppdet is already imported by then: the one Python finds first (a checkout's own when run
+from its root, else the installed one), even if the script puts its checkout on sys.path.
+A script that needs another ppdet than the imported one ends with one `Error:` line naming
+both versions and the ways out. The config's `pretrain_weights` load through the weight
 check, as in slimext's own tools: a checkpoint that does not fit stops the script before
 any step with one report and exit status 2. Under `python -m paddle.distributed.launch`,
 quantizer scales are kept equal across ranks as with slimext's own tools/train.py.
@@ -15,6 +17,9 @@ quantizer scales are kept equal across ranks as with slimext's own tools/train.p
 import os
 import runpy
 import sys
+
+from slimext.compat.deploy_scripts import old_ir_model_environment
+from slimext.compat.ppdet_checkout import find_checkout, imported_ppdet, same_ppdet
 
 USAGE = "usage: python -m slimext.launch path/to/script.py [script arguments...]"
 
@@ -39,6 +44,53 @@ def _gpu_requested_on_cpu_paddle(error):
     return not paddle.is_compiled_with_cuda() and ("gpu" in text or "cuda" in text)
 
 
+def _ppdet_mismatch(script, error):
+    """The one-line explanation when `error` is the script asking its ppdet for a name the
+    imported ppdet lacks (tools of one PaddleDetection run with another's ppdet), else None."""
+    missing = getattr(error, "name", None) or ""
+    if missing.split(".")[0] != "ppdet":
+        return None
+    imported = imported_ppdet()
+    checkout = find_checkout(script)
+    if imported is None or (checkout is not None and same_ppdet(checkout, imported)):
+        return None
+    if checkout is None:
+        return ("{} imports what {} lacks ({}); the script is not inside a PaddleDetection "
+                "tree (no ppdet/ folder above it), so its version is unknown: run a script of "
+                "the PaddleDetection that matches this ppdet, or install the ppdet the script "
+                "was written for".format(script, imported.describe(), error))
+    relative = os.path.relpath(script, checkout.root)
+    if checkout.version and checkout.version != "0.0.0":
+        install = "pip install paddledet=={}".format(checkout.version)
+    else:
+        install = ("make checkout-deps PPDET={root} then pip install --no-deps -e {root}"
+                   .format(root=checkout.root))
+    return ("{relative} is from the PaddleDetection checkout {root}, version {version}, but "
+            "Python imported {imported}, which lacks what the script imports ({error}): run it "
+            "from the checkout's root so its own ppdet is used (cd {root} && python -m "
+            "slimext.launch {relative} ...), or install the ppdet of that checkout ({install})"
+            .format(relative=relative, root=checkout.root, version=checkout.describe(),
+                    imported=imported.describe(), error=error, install=install))
+
+
+def _checkout_requirement_missing(script, error):
+    """One line for a third-party module a checkout's ppdet or deploy code imports but the
+    environment lacks (v2.7+ import imgaug at top level), else None."""
+    missing = getattr(error, "name", None) or ""
+    if not isinstance(error, ModuleNotFoundError) or not missing or \
+            missing.split(".")[0] in ("ppdet", "slimext"):
+        return None
+    checkout = find_checkout(script) or find_checkout(os.getcwd(), levels=1)
+    if checkout is None:
+        return None
+    return ("{} needs the module {!r}, which this environment lacks ({}): PaddleDetection "
+            "{} lists its requirements in {}; `make checkout-deps PPDET={}` in slimext's "
+            "folder installs them without moving the stack's pins".format(
+                os.path.relpath(script, checkout.root), missing.split(".")[0], error,
+                checkout.describe(), os.path.join(checkout.root, "requirements.txt"),
+                checkout.root))
+
+
 def launch(script, args):
     """Run `script` as __main__ with argv [script, *args]."""
     if not os.path.isfile(script):
@@ -52,6 +104,9 @@ def launch(script, args):
         with without_import_chatter():
             slimext.register_with_ppdet()
     except ImportError as error:
+        hint = _checkout_requirement_missing(script, error)
+        if hint:
+            raise LaunchError(hint)
         raise LaunchError("slimext could not register with ppdet ({}): install the missing "
                           "package, or run from a folder whose ppdet can be imported"
                           .format(error))
@@ -72,6 +127,11 @@ def launch(script, args):
         raise LaunchError(str(error))
     except CheckpointError as error:
         raise LaunchError("pretrain_weights: {}".format(error))
+    except ImportError as error:
+        hint = _ppdet_mismatch(script, error) or _checkout_requirement_missing(script, error)
+        if hint:
+            raise LaunchError(hint)
+        raise
     except (ValueError, RuntimeError, OSError) as error:
         if _gpu_requested_on_cpu_paddle(error):
             raise LaunchError("the config asks for a GPU (use_gpu: true, PaddleDetection's "
@@ -85,6 +145,11 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, file=sys.stderr if not argv else sys.stdout)
         sys.exit(2 if not argv else 0)
+    # Before anything imports paddle: some flags are read only at import.
+    for name, value in old_ir_model_environment(argv[1:]).items():
+        os.environ[name] = value
+        print("slimext.launch: {}={} for this script: its --model_dir holds an old-IR "
+              "model.pdmodel and no model.json".format(name, value), file=sys.stderr)
     try:
         launch(argv[0], argv[1:])
     except LaunchError as error:

@@ -1,5 +1,7 @@
 """Every compatibility fix: applied exactly on the versions that need it, and the failure it
 prevents is real there (the unfixed function fails, the fixed one works)."""
+import os
+
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -22,8 +24,32 @@ def test_fixes_are_applied_exactly_where_needed():
     for fix in compat.FIXES:
         assert (fix.name in applied) == fix.needed(), fix.name
     assert "ppdet_export_tracing" in applied
-    assert ("assigner_batch_index_dtype" in applied) == \
-        (PADDLE3 and installed_version("ppdet") == (2, 6, 0))
+    from PIL import Image
+
+    pillow_major = int(Image.__version__.split(".")[0])
+    assert ("pillow_textsize" in applied) == (pillow_major >= 10)  # 10 removed textsize
+
+
+def test_gates_read_the_imported_code_not_its_version_string():
+    # A ppdet run from a develop checkout says 0.0.0 (or nothing); the gates look at the code.
+    from slimext.compat.assigners import adds_uncast_batch_index
+
+    class Uncast:  # ppdet 2.6.0's line
+        def forward(self, assigned_gt_index, batch_ind, num_max_boxes):
+            assigned_gt_index = assigned_gt_index + batch_ind * num_max_boxes
+            return assigned_gt_index
+
+    class Cast:  # release/2.7.1's and develop's line
+        def forward(self, assigned_gt_index, batch_ind, num_max_boxes):
+            assigned_gt_index = assigned_gt_index + (batch_ind * num_max_boxes).astype(
+                assigned_gt_index.dtype)
+            return assigned_gt_index
+
+    assert adds_uncast_batch_index(Uncast) and not adds_uncast_batch_index(Cast)
+    fixes = {fix.name: fix for fix in compat.FIXES}
+    assert fixes["lcpan_spatial_scales_default"].needed()  # the list default of every version
+    assert fixes["assigner_batch_index_dtype"].needed() == \
+        (PADDLE3 and installed_version("ppdet") == (2, 6, 0))  # the installed one is 2.6.0
 
 
 def test_versions_come_from_package_metadata():
@@ -215,3 +241,82 @@ def test_full_graph_tracing_is_what_ppdet_export_reads(fallback):
     else:
         assert result.returncode == 0, result.stderr[-2000:]
         assert result.stdout.strip().endswith("Program")
+
+
+def test_textsize_on_pillow_without_it_measures_as_pillow_9_did():
+    from PIL import Image, ImageDraw, ImageFont
+
+    from slimext.compat.pillow_textsize import _textsize
+
+    draw = ImageDraw.Draw(Image.new("RGB", (64, 32)))
+    font = ImageFont.load_default()
+    # Pillow 9's textsize was the font's getsize: the text's size plus its offset, that is
+    # the right and bottom edge of the box drawn at the origin.
+    _, _, right, bottom = draw.textbbox((0, 0), "cat 0.93", font=font)
+    assert _textsize(draw, "cat 0.93", font=font) == (right, bottom)
+    assert draw.textsize("cat 0.93") == _textsize(draw, "cat 0.93")  # applied or Pillow's own
+    assert right > 0 and bottom > 0
+
+
+def test_label_font_needs_no_network(tmp_path, monkeypatch):
+    from PIL import ImageFont
+
+    from slimext.compat.ppdet_font import offline_safe_font_path
+
+    url = "https://paddledet.bj.bcebos.com/simfang.ttf"
+    calls = []
+
+    def offline_get_path(url, root_dir, md5sum=None, check_exist=True):
+        calls.append((url, root_dir))
+        raise ConnectionError("Failed to resolve 'paddledet.bj.bcebos.com'")
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConnectionError):  # what ppdet's draw_bbox meets offline
+        offline_get_path(url, "~/.cache/paddle/")
+    get_path = offline_safe_font_path(offline_get_path)
+    path, _ = get_path(url, "~/.cache/paddle/")
+    assert ImageFont.truetype(path, 18, encoding="utf-8").getbbox("person 0.88")[2] > 0
+    assert calls[-1] == (url, os.path.expanduser("~/.cache/paddle/"))  # "~" expanded
+    # A font the checkout ships beside ppdet/utils/visualizer.py is used without asking.
+    utils = tmp_path / "ppdet" / "utils"
+    utils.mkdir(parents=True)
+    (utils / "simfang.ttf").write_bytes(open(path, "rb").read())
+    calls.clear()
+    shipped = offline_safe_font_path(offline_get_path, str(utils / "visualizer.py"))
+    assert shipped(url, "~/.cache/paddle/") == (str(utils / "simfang.ttf"), True) and not calls
+    with pytest.raises(ConnectionError):  # anything but the font is ppdet's own call
+        get_path("https://paddledet.bj.bcebos.com/models/x.pdparams", "~/.cache/paddle/")
+
+
+def test_deploy_scripts_get_the_old_ir_flag_only_for_an_old_ir_export(tmp_path):
+    from slimext.compat.deploy_scripts import PIR_FLAG, old_ir_model_environment
+
+    (tmp_path / "model.pdmodel").write_bytes(b"")
+    args = ["--model_dir", str(tmp_path), "--enable_mkldnn", "True"]
+    assert old_ir_model_environment(args, {}) == ({PIR_FLAG: "0"} if PADDLE3 else {})
+    assert old_ir_model_environment(["--model_dir=" + str(tmp_path)], {}) == \
+        old_ir_model_environment(args, {})
+    assert old_ir_model_environment(args, {PIR_FLAG: "1"}) == {}  # the user's setting stays
+    assert old_ir_model_environment(["-c", "cfg.yml"], {}) == {}
+    (tmp_path / "model.json").write_text("{}")
+    assert old_ir_model_environment(args, {}) == {}  # a PIR export opens as Paddle chooses
+
+
+def test_checkout_requirements_keep_installed_modules_and_pins(tmp_path, capsys):
+    from slimext.compat import checkout_requirements as deps
+
+    installed = deps.installed_distributions()
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("numpy < 2.0\n# for MOT\nlapx\nopencv-python-headless\n")
+    assert deps.read_requirements(str(requirements))[0] == [
+        "numpy < 2.0", "lapx", "opencv-python-headless"]
+    pins = deps.constraints_text(installed, None).splitlines()
+    assert "numpy=={}".format(installed["numpy"]) in pins
+    assert "paddledet=={}".format(installed["paddledet"]) in pins
+    assert deps.main([str(tmp_path), "--dry_run"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped opencv-python-headless: the installed opencv-python already provides " \
+        "module 'cv2'" in out
+    if "lap" in installed:
+        assert "skipped lapx: the installed lap already provides module 'lap'" in out
+    assert "nothing to install" in out

@@ -1,7 +1,9 @@
 """Every change slimext makes to Paddle's, PaddleSlim's or ppdet's behaviour, in one place.
 
 Each fix is named after what it fixes, says which versions need it, and is applied only
-there (`apply_fixes`, called by `slimext.register_with_ppdet()`, never by an import);
+there, decided from the imported code itself (does LCPAN still have a list default, does
+the assigner add an uncast index, does Pillow lack textsize): a ppdet run from a
+PaddleDetection checkout is not the installed distribution, and develop's says 0.0.0 (`apply_fixes`, called by `slimext.register_with_ppdet()`, never by an import);
 `applied_fixes()` lists what was applied in this environment.
 Tracing into the old IR for an export is not a fix of this kind: it is switched on only
 inside `slimext.compat.tracing.export_tracing()`.
@@ -9,7 +11,9 @@ inside `slimext.compat.tracing.export_tracing()`.
 from dataclasses import dataclass
 from typing import Callable
 
-from slimext.compat.versions import installed_version, paddle_at_least
+import inspect
+
+from slimext.compat.versions import paddle_at_least
 
 
 @dataclass(frozen=True)
@@ -21,12 +25,45 @@ class Fix:
     apply: Callable[[], object]
 
 
-def _ppdet_260():
-    return installed_version("ppdet") == (2, 6, 0)
-
-
 def _paddle3():
     return paddle_at_least(3, 0, 0)
+
+
+def _lcpan_default_is_shared_list():
+    from ppdet.modeling.necks.lc_pan import LCPAN
+
+    default = inspect.signature(LCPAN.__init__).parameters["spatial_scales"].default
+    return isinstance(default, list)
+
+
+def _assigners_add_uncast_batch_index():
+    from slimext.compat.assigners import assigners_adding_uncast_batch_index
+
+    return _paddle3() and bool(assigners_adding_uncast_batch_index())
+
+
+def _pillow_lacks_textsize():
+    from slimext.compat.pillow_textsize import textsize_missing
+
+    return textsize_missing()
+
+
+def _visualizer_downloads_font():
+    from slimext.compat.ppdet_font import visualizer_downloads_its_font
+
+    return visualizer_downloads_its_font()
+
+
+def _fix_pillow_textsize():
+    from slimext.compat.pillow_textsize import restore_textsize
+
+    return restore_textsize()
+
+
+def _fix_label_font():
+    from slimext.compat.ppdet_font import make_label_font_offline_safe
+
+    return make_label_font_offline_safe()
 
 
 def _fix_lcpan_defaults():
@@ -52,16 +89,27 @@ def _fix_assigner_index_dtype():
 FIXES = (
     Fix("lcpan_spatial_scales_default",
         "the second PicoDet built in one process fails in LCPAN.forward "
-        "(its spatial_scales default list grows)", "ppdet 2.6.0", _ppdet_260,
-        _fix_lcpan_defaults),
+        "(its spatial_scales default list grows)",
+        "ppdet whose LCPAN has a list default (2.6.0, release/2.7.1, develop)",
+        _lcpan_default_is_shared_list, _fix_lcpan_defaults),
     Fix("ppdet_export_tracing",
         "ppdet's Trainer.export writes a PIR model.json that no INT8 pipeline runs (Paddle 3), "
         "or fails reading main_program under SOT fallback (Paddle 2.6)", "every version",
         lambda: True, _fix_ppdet_export_tracing),
     Fix("assigner_batch_index_dtype",
         "PicoDet training fails in ATSSAssigner / TaskAlignedAssigner: int64 + int32",
-        "Paddle >= 3.0 with ppdet 2.6.0", lambda: _paddle3() and _ppdet_260(),
+        "Paddle >= 3.0 with a ppdet whose assigners add the index uncast (2.6.0; "
+        "release/2.7.1 and develop cast it)", _assigners_add_uncast_batch_index,
         _fix_assigner_index_dtype),
+    Fix("pillow_textsize",
+        "PaddleDetection v2.6.0 deploy/python/infer.py drawing boxes: AttributeError: "
+        "'ImageDraw' object has no attribute 'textsize'",
+        "Pillow >= 10 (textsize removed)", _pillow_lacks_textsize, _fix_pillow_textsize),
+    Fix("ppdet_label_font_offline",
+        "ppdet's tools/infer.py drawing boxes: ConnectionError fetching simfang.ttf into a "
+        "folder named '~' (its ~/.cache path is never expanded)",
+        "ppdet whose visualizer downloads its font (2.7+, develop)",
+        _visualizer_downloads_font, _fix_label_font),
 )
 
 _APPLIED = {}

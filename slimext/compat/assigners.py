@@ -25,10 +25,29 @@ def _with_int64_labels(forward):
 
 
 def cast_batch_index_in_assigners():
+    fixed = []
+    for cls in assigners_adding_uncast_batch_index():
+        if not getattr(cls.forward, "_int64_labels", False):
+            cls.forward = _with_int64_labels(cls.forward)
+        fixed.append(cls.__name__)
+    return fixed
+
+
+def adds_uncast_batch_index(cls):
+    """True when cls.forward adds `batch_ind * num_max_boxes` to the int64 argmax index as
+    is (ppdet 2.6.0); release/2.7.1 and develop cast it to the index's dtype first."""
+    import inspect
+
+    forward = getattr(cls.forward, "__wrapped__", cls.forward)
+    try:
+        source = inspect.getsource(forward)
+    except (OSError, TypeError):
+        return True  # no source to read: the fix is harmless on a fixed assigner
+    return "+ batch_ind * num_max_boxes" in " ".join(source.split())
+
+
+def assigners_adding_uncast_batch_index():
     from ppdet.modeling.assigners.atss_assigner import ATSSAssigner
     from ppdet.modeling.assigners.task_aligned_assigner import TaskAlignedAssigner
 
-    for cls in (ATSSAssigner, TaskAlignedAssigner):
-        if not getattr(cls.forward, "_int64_labels", False):
-            cls.forward = _with_int64_labels(cls.forward)
-    return ["ATSSAssigner", "TaskAlignedAssigner"]
+    return [cls for cls in (ATSSAssigner, TaskAlignedAssigner) if adds_uncast_batch_index(cls)]
