@@ -1,14 +1,12 @@
-"""WeightMatchReport: counts by part, classified differences, diagnosis and verdict."""
+"""WeightMatchReport: counts by part, classified differences, diagnosis and verdict (the
+data; report_text renders it, report_files writes it)."""
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
-from slimext.fileio import atomic_write_json, atomic_write_text
-from slimext.matcher.classify import EXPECTED_REASONS, SUSPICIOUS
+from slimext.matcher.classify import SUSPICIOUS
 from slimext.matcher.keys import block_of, is_quantizer_state, module_of
 
 NOTABLE_EXPECTED = ("class_count",)  # expected, yet they make the verdict `warn`
-_KIND_LABEL = {"shape_mismatch": "shape", "missing": "missing", "unused": "unused",
-               "ambiguous": "ambiguous"}
 
 
 @dataclass
@@ -74,145 +72,31 @@ class WeightMatchReport:
                                                sorted(expected.items()))
         return text
 
-    # -- text ------------------------------------------------------------------------------
+    # -- text and files (slimext.matcher.report_text, slimext.matcher.report_files) -------
     def format_text(self, verbose=False, max_rows=8):
-        lines = ["Weight check: {} -> {}".format(self.checkpoint or "state dict", self.target),
-                 "  model {} tensors, checkpoint {} tensors ({}); matched in {:.1f} ms".format(
-                     self.model_keys, self.checkpoint_keys, self.checkpoint_kind,
-                     self.match_ms),
-                 "  loaded {} ({:.1%} of {}){}, shape mismatch {}, missing {}, unused in "
-                 "checkpoint {}, ambiguous {}".format(
-                     self.loaded, self.loaded_ratio, self.ratio_basis,
-                     " incl. {} through the QAT wrapper name".format(
-                         self.loaded_through_wrapper) if self.loaded_through_wrapper else "",
-                     self.count("shape_mismatch"), self.count("missing"),
-                     self.count("unused"), self.count("ambiguous")),
-                 ""]
-        lines += self._part_table(verbose, max_rows)
-        lines += self._difference_lines(verbose, max_rows)
-        lines += self._diagnosis_lines()
-        lines.append("Verdict: {}{}".format(self.verdict.upper(), " - " + "; ".join(
-            self.reasons) if self.reasons else ""))
-        lines += ["  " + a for a in self.advice]
-        return "\n".join(lines)
+        from slimext.matcher.report_text import format_report
 
-    def _part_table(self, verbose, max_rows):
-        lines = ["  {:<34} {:>6} {:>7} {:>7} {:>6} {:>8}".format(
-            "part", "model", "loaded", "%", "shape", "missing")]
-        hidden = 0
-        for row in self.parts:
-            is_block = "." in row.part
-            clean = row.loaded == row.total
-            if is_block and clean and not verbose:
-                continue
-            if is_block and not verbose and max_rows <= 0:
-                hidden += 1
-                continue
-            if is_block:
-                max_rows -= 1
-            name = ("  " + row.part) if is_block else row.part
-            lines.append("  {:<34} {:>6} {:>7} {:>6.1f}% {:>6} {:>8}".format(
-                name, row.total, row.loaded, row.loaded_pct, row.shape_mismatched,
-                row.missing + row.ambiguous))
-        if hidden:
-            lines.append("  ... {} more blocks with differences (--verbose shows all)".format(
-                hidden))
-        if self.unused_by_part:
-            top = sorted(self.unused_by_part.items(), key=lambda kv: -kv[1])
-            shown = top if verbose else top[:6]
-            lines.append("  unused checkpoint tensors: " + ", ".join(
-                "{} {}".format(p, n) for p, n in shown)
-                + (" ..." if len(shown) < len(top) else ""))
-        lines.append("")
-        return lines
+        return format_report(self, verbose, max_rows)
 
-    def _difference_lines(self, verbose, max_rows):
-        lines = []
-        by_category = OrderedDict()
-        for d in self.differences:
-            by_category.setdefault(d.category, []).append(d)
-        suspicious = by_category.pop(SUSPICIOUS, [])
-        if suspicious:
-            lines.append("Suspicious differences ({}):".format(len(suspicious)))
-            shown = suspicious if verbose else suspicious[:max_rows]
-            lines += ["  " + _difference_text(d) for d in shown]
-            if len(shown) < len(suspicious):
-                lines.append("  ... {} more (--verbose or --json lists every key)".format(
-                    len(suspicious) - len(shown)))
-        for category, items in by_category.items():
-            kinds = Counter(_KIND_LABEL[d.kind] for d in items)
-            lines.append("Expected ({}): {} - {}".format(
-                category, ", ".join("{} {}".format(n, k) for k, n in sorted(kinds.items())),
-                EXPECTED_REASONS[category]))
-            if verbose:
-                lines += ["  " + _difference_text(d) for d in items]
-        if lines:
-            lines.append("")
-        return lines
-
-    def _diagnosis_lines(self):
-        diag = self.diagnosis
-        if not diag:
-            return []
-        lines = ["Diagnosis:", "  checkpoint: {}".format(diag["checkpoint_describes"])]
-        if diag.get("config_describes"):
-            lines.append("  config:     {}".format(diag["config_describes"]))
-        for label, config_value, ckpt_value in diag.get("differences", []):
-            lines.append("  {}: config {}, checkpoint {}".format(label, config_value,
-                                                                 ckpt_value))
-        lines += ["  " + note for note in diag.get("notes", [])]
-        lines.append("")
-        return lines
-
-    # -- data ------------------------------------------------------------------------------
     def to_dict(self):
-        return {
-            "checkpoint": self.checkpoint, "target": self.target,
-            "checkpoint_kind": self.checkpoint_kind, "verdict": self.verdict,
-            "reasons": self.reasons, "advice": self.advice,
-            "counts": {"model_keys": self.model_keys, "checkpoint_keys": self.checkpoint_keys,
-                       "loaded": self.loaded,
-                       "loaded_through_wrapper": self.loaded_through_wrapper,
-                       "shape_mismatched": self.count("shape_mismatch"),
-                       "missing": self.count("missing"), "unused": self.count("unused"),
-                       "ambiguous": self.count("ambiguous"), "suspicious": self.suspicious,
-                       "expected": len(self.differences) - self.suspicious},
-            "loaded_ratio": self.loaded_ratio, "ratio_basis": self.ratio_basis,
-            "match_ms": self.match_ms,
-            "parts": [dict(vars(p), loaded_pct=round(p.loaded_pct, 2)) for p in self.parts],
-            "unused_by_part": self.unused_by_part,
-            "diagnosis": self.diagnosis,
-            "differences": [{"kind": d.kind, "key": d.key, "other_key": d.other_key,
-                             "model_shape": d.model_shape, "checkpoint_shape": d.ckpt_shape,
-                             "category": d.category, "expected": d.expected}
-                            for d in self.differences],
-            "loaded_keys": [{"model_key": m, "checkpoint_key": c}
-                            for m, c in self.loaded_pairs],
-        }
+        from slimext.matcher.report_files import report_dict
+
+        return report_dict(self)
 
     def write_json(self, path):
-        atomic_write_json(path, self.to_dict(), indent=1)
+        from slimext.matcher.report_files import write_report_json
+
+        write_report_json(self, path)
 
     def detail_lines(self):
-        """Every key's outcome, one per line: what ppdet used to log, in a file."""
-        lines = ["loaded\t{}\t<- {}".format(m, c) for m, c in self.loaded_pairs]
-        lines += ["{}\t{}\t{}\t{}\tmodel {} checkpoint {}".format(
-            d.kind, d.category, d.key, d.other_key or "", list(d.model_shape or ()),
-            list(d.ckpt_shape or ())) for d in self.differences]
-        return lines
+        from slimext.matcher.report_files import detail_lines
+
+        return detail_lines(self)
 
     def write_details(self, path):
-        atomic_write_text(path, "\n".join(self.detail_lines()) + "\n")
+        from slimext.matcher.report_files import write_details
 
-
-def _difference_text(d):
-    shapes = ""
-    if d.model_shape is not None or d.ckpt_shape is not None:
-        shapes = "  model {} checkpoint {}".format(
-            list(d.model_shape) if d.model_shape is not None else "-",
-            list(d.ckpt_shape) if d.ckpt_shape is not None else "-")
-    other = " <- {}".format(d.other_key) if d.other_key and d.other_key != d.key else ""
-    return "{:<9} {}{}{}".format(_KIND_LABEL[d.kind], d.key, other, shapes)
+        write_details(self, path)
 
 
 def part_counts(match, ambiguous_keys):
