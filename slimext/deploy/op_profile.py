@@ -44,17 +44,14 @@ def parse_event_summary(text, runs):
 def _worker(model_dir, precision, runs, warmup, cpu_threads):
     from paddle import inference
 
-    import yaml
-
     from slimext.deploy.preprocess import bench_image
     from slimext.deploy.predictor import create_config
-    from slimext.deploy.preprocess import Preprocess
+    from slimext.deploy.preprocess import Preprocess, read_infer_cfg
 
     config = create_config(model_dir, precision, cpu_threads)
     config.enable_profile()
     predictor = inference.create_predictor(config)
-    with open(os.path.join(model_dir, "infer_cfg.yml")) as f:
-        inputs = Preprocess(yaml.safe_load(f)["Preprocess"])(bench_image(model_dir))
+    inputs = Preprocess(read_infer_cfg(model_dir)["Preprocess"])(bench_image(model_dir))
     for name in predictor.get_input_names():
         predictor.get_input_handle(name).copy_from_cpu(inputs[name])
     for _ in range(warmup):

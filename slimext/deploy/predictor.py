@@ -12,12 +12,11 @@ import tempfile
 from dataclasses import dataclass
 
 import numpy as np
-import yaml
 
 from slimext.compat.inference import use_int8_capable_pipeline
 from slimext.deploy.int8_kernels import Int8NotUsedError, confirm_int8, paddle_int8_report
 from slimext.deploy.native_log import capture_native_stderr
-from slimext.deploy.preprocess import Preprocess
+from slimext.deploy.preprocess import Preprocess, read_infer_cfg
 
 MODEL_FILES = ("model.pdmodel", "model.pdiparams", "infer_cfg.yml")
 
@@ -87,8 +86,7 @@ class ExportedDetector:
 
     def __init__(self, model_dir, precision):
         check_model_dir(model_dir)
-        with open(os.path.join(model_dir, "infer_cfg.yml")) as f:
-            self.infer_cfg = yaml.safe_load(f)
+        self.infer_cfg = read_infer_cfg(model_dir)
         self.model_dir = model_dir
         self.precision = precision
         self.labels = list(self.infer_cfg.get("label_list", []))

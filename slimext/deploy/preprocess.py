@@ -87,13 +87,18 @@ class Preprocess:
                 "scale_factor": info["scale_factor"][None]}
 
 
+def read_infer_cfg(model_dir):
+    """An export's infer_cfg.yml (preprocessing, label list, architecture) as a dict."""
+    import yaml
+
+    with open(os.path.join(model_dir, "infer_cfg.yml")) as f:
+        return yaml.safe_load(f) or {}
+
+
 def bench_image(model_dir, image_path=None):
     """The image to time: the given file, or a fixed random one at the model's input size."""
     if image_path:
         return load_image(image_path)
-    import yaml
-
-    with open(os.path.join(model_dir, "infer_cfg.yml")) as f:
-        steps = yaml.safe_load(f).get("Preprocess", [])
+    steps = read_infer_cfg(model_dir).get("Preprocess", [])
     size = next((s["target_size"] for s in steps if s.get("type") == "Resize"), [320, 320])
     return np.random.RandomState(0).randint(0, 256, (size[0], size[1], 3)).astype(np.uint8)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from slimext.compat.ppdet_internals import read_yaml_with_base
 from slimext.matcher.diagnosis import ArchSignature, same_architecture
 
 DEFAULT_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -21,25 +22,6 @@ _HEAD_DEFAULT_REG_MAX = 16  # PicoHead/PicoHeadV2 default when a config does not
 class ShippedConfig:
     path: str
     signature: ArchSignature
-
-
-def read_yaml_with_bases(path):
-    with open(path) as f:
-        cfg = yaml.load(f, Loader=yaml.SafeLoader) or {}
-    merged = {}
-    for base in cfg.pop("_BASE_", []):
-        base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
-        _merge(merged, read_yaml_with_bases(base_path))
-    _merge(merged, cfg)
-    return merged
-
-
-def _merge(into, other):
-    for key, value in other.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
 
 
 def signature_from_config(cfg):
@@ -66,10 +48,10 @@ def shipped_configs(config_dir=DEFAULT_CONFIG_DIR):
         if "_base_" in path.split(os.sep):
             continue
         try:
-            cfg = read_yaml_with_bases(path)
-        except (OSError, yaml.YAMLError):
+            cfg = read_yaml_with_base(path) or {}
+        except (OSError, TypeError, yaml.YAMLError):  # unreadable, or an empty _BASE_ file
             continue
-        if cfg.get("architecture"):
+        if isinstance(cfg, dict) and cfg.get("architecture"):
             found.append(ShippedConfig(os.path.relpath(path, os.path.dirname(config_dir)),
                                        signature_from_config(cfg)))
     return tuple(found)
