@@ -26,6 +26,7 @@ def build_parser():
 def main(argv=None):
     flags = build_parser().parse_args(argv)
     from slimext.fileio import atomic_write_json
+    from slimext.deploy.predictor import PredictorError
     from slimext.deploy.runtime_choice import format_table, run_bench
 
     runtimes = [r.strip() for r in flags.runtimes.split(",") if r.strip()] \
@@ -35,14 +36,19 @@ def main(argv=None):
     try:
         result = run_bench(flags.model_dir, runtimes, flags.cpu_threads, flags.runs,
                            flags.warmup, flags.max_seconds, flags.image_file)
-    except (FileNotFoundError, ValueError, ImportError) as error:
+    except (FileNotFoundError, ValueError, ImportError, PredictorError) as error:
         raise UserError(str(error))
     print(format_table(result))
-    print()
-    print("Recommendation: " + result["recommendation"])
     if flags.json:
         atomic_write_json(flags.json, result)
         print("result written to {}".format(flags.json))
+    failed = [row for row in result["rows"] if "error" in row]
+    if failed and len(failed) == len(result["rows"]):
+        # A case that cannot run is a row of the table; with none left there is no result.
+        raise UserError("no case could run; the first: {} {}: {}".format(
+            failed[0]["model_dir"], failed[0]["label"], failed[0]["error"]))
+    print()
+    print("Recommendation: " + result["recommendation"])
 
 
 if __name__ == "__main__":
