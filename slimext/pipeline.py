@@ -355,6 +355,7 @@ def benchmark(model_dirs, runtimes=None, cpu_threads=2, runs=20, warmup=3, max_s
               image_file=None, json_path=None):
     """Time each export on every runtime and precision that applies (interleaved rounds);
     return the result with its "rows" and "recommendation" (written to json_path too)."""
+    from slimext.deploy.predictor import PredictorError
     from slimext.deploy.runtime_choice import run_bench
 
     if isinstance(model_dirs, str):
@@ -364,8 +365,13 @@ def benchmark(model_dirs, runtimes=None, cpu_threads=2, runs=20, warmup=3, max_s
     try:
         result = run_bench(list(model_dirs), runtimes, cpu_threads, runs, warmup, max_seconds,
                            image_file)
-    except (FileNotFoundError, ValueError, ImportError) as error:
+    except (FileNotFoundError, ValueError, ImportError, PredictorError) as error:
         raise UserError(str(error))
     if json_path:
         atomic_write_json(json_path, result)
+    failed = [row for row in result["rows"] if "error" in row]
+    if failed and len(failed) == len(result["rows"]):
+        # A case that cannot run is a row of the result; with none left there is no result.
+        raise UserError("no case could run; the first: {} {}: {}".format(
+            failed[0]["model_dir"], failed[0]["label"], failed[0]["error"]))
     return result

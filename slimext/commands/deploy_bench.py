@@ -34,10 +34,10 @@ def main(argv=None):
                                 flags.warmup, flags.max_seconds, flags.image_file,
                                 json_path=flags.json)
     print(format_table(result))
-    print()
-    print("Recommendation: " + result["recommendation"])
     if flags.json:
         print("result written to {}".format(flags.json))
+    print()
+    print("Recommendation: " + result["recommendation"])
 
 
 if __name__ == "__main__":

@@ -77,17 +77,22 @@ def infer_images(predictor, images, output_dir, threshold):
 def main(argv=None):
     flags = build_parser().parse_args(argv)
     from slimext.deploy.int8_kernels import Int8NotUsedError
+    from slimext.deploy.predictor import PredictorError
     from slimext.deploy.runtimes import create_detector
 
     images = list_images(flags.image_file, flags.image_dir)
     try:
         predictor = create_detector(flags.model_dir, flags.runtime, flags.precision,
                                     flags.cpu_threads, verbose=flags.verbose)
-    except (FileNotFoundError, ValueError, ImportError, Int8NotUsedError) as error:
+    except (FileNotFoundError, ValueError, ImportError, Int8NotUsedError,
+            PredictorError) as error:
         raise UserError(str(error))
     if predictor.int8_report is not None:
         print(predictor.int8_report.line())
-    written = infer_images(predictor, images, flags.output_dir, flags.threshold)
+    try:
+        written = infer_images(predictor, images, flags.output_dir, flags.threshold)
+    except (PredictorError, ValueError) as error:  # ValueError: an export without boxes
+        raise UserError(str(error))
     print("{} image(s) with boxes written to {}".format(len(written), flags.output_dir))
 
 

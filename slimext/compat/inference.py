@@ -14,3 +14,13 @@ def use_int8_capable_pipeline(config):
     if paddle_at_least(3, 0, 0):
         config.enable_new_ir(False)
     return config
+
+
+def check_program_readable(model_path):
+    """Raise ValueError unless `model_path` parses as a program: Paddle Inference's
+    create_predictor ends the process with SIGSEGV on an unreadable .pdmodel instead of
+    raising (Paddle 2.6.2 and 3.3.1)."""
+    from paddle.base import core
+
+    with open(model_path, "rb") as f:
+        core.ProgramDesc(f.read())  # parses only; raises ValueError on bytes it cannot read

@@ -8,7 +8,7 @@ import collections
 import os
 
 from slimext.deploy.int8_kernels import confirm_int8, openvino_int8_report
-from slimext.deploy.predictor import ExportedDetector
+from slimext.deploy.predictor import ExportedDetector, runtime_failures
 
 INSTALL_HINT = "pip install -r requirements-openvino.txt"
 
@@ -65,9 +65,10 @@ class OpenVINODetector(ExportedDetector):
 
     def run_raw(self, inputs):
         """Feed the inputs the model declares; return every output as numpy, in order."""
-        self.request.infer({name: inputs[name] for name in self.input_names})
-        return [self.request.get_output_tensor(i).data.copy()
-                for i in range(len(self.compiled.outputs))]
+        with runtime_failures("OpenVINO", "run", self.model_dir, self.precision):
+            self.request.infer({name: inputs[name] for name in self.input_names})
+            return [self.request.get_output_tensor(i).data.copy()
+                    for i in range(len(self.compiled.outputs))]
 
 
 def profile_nodes(model_dir, precision, runs=50, warmup=10, cpu_threads=2):

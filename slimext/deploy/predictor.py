@@ -9,11 +9,12 @@ proves it runs INT8 kernels (`int8_report`) or refuses to be built.
 """
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from slimext.compat.inference import use_int8_capable_pipeline
+from slimext.compat.inference import check_program_readable, use_int8_capable_pipeline
 from slimext.deploy.int8_kernels import Int8NotUsedError, confirm_int8, paddle_int8_report
 from slimext.deploy.native_log import capture_native_stderr
 from slimext.deploy.preprocess import Preprocess, read_infer_cfg
@@ -38,6 +39,47 @@ def _onednn_int8(config):
 
 # How each precision configures Paddle Inference on CPU.
 PRECISIONS = {"fp32": _plain_cpu, "onednn": _onednn_fp32, "int8": _onednn_int8}
+
+
+class PredictorError(RuntimeError):
+    """A runtime could not build or run a predictor for an export; the message names the
+    export, the runtime's own reason (one line) and what to try."""
+
+
+def native_reason(error):
+    """The one line of a runtime's error that says what went wrong.
+
+    Paddle's messages put the reason on a line like "(Fatal) Could not find ..." among
+    C++ traceback and hint lines.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reasons = [line for line in lines if line.startswith("(") and ")" in line[:24]]
+    text = reasons[-1] if reasons else (lines[-1] if lines else "")
+    return "{}: {}".format(type(error).__name__, text) if text else type(error).__name__
+
+
+# What to try when a runtime refuses an export, by the precision asked for.
+FAILURE_HINTS = {
+    "int8": "its INT8 passes refused the program: re-export it with tools/export_model.py "
+            "--slim_config or tools/post_quant.py (their validator names the op and the "
+            "fix), --verbose shows the pass log, --precision onednn runs it in fp32",
+}
+DEFAULT_HINT = "check that the folder is one tools/export_model.py output; --verbose shows " \
+               "the runtime's log"
+
+
+@contextmanager
+def runtime_failures(runtime, step, model_dir, precision):
+    """Turn any error the runtime raises while it `step`s (builds, runs) into one
+    PredictorError line; errors slimext raises itself pass through unchanged."""
+    try:
+        yield
+    except (PredictorError, Int8NotUsedError, FileNotFoundError, ImportError):
+        raise
+    except Exception as error:
+        raise PredictorError("{} ({}) could not {} a predictor for {}: {}; {}".format(
+            runtime, precision, step, model_dir, native_reason(error),
+            FAILURE_HINTS.get(precision, DEFAULT_HINT))) from error
 
 
 @dataclass
@@ -127,8 +169,10 @@ class DetectorPredictor(ExportedDetector):
                 # The optimized program is the evidence of which kernels run INT8.
                 config.set_optim_cache_dir(optim_dir)
                 config.enable_save_optim_model(True)
-            with capture_native_stderr(echo=verbose) as log:
-                self.predictor = inference.create_predictor(config)
+            with runtime_failures("Paddle Inference", "build", model_dir, precision):
+                check_program_readable(os.path.join(model_dir, "model.pdmodel"))
+                with capture_native_stderr(echo=verbose) as log:
+                    self.predictor = inference.create_predictor(config)
             self.pass_log = log.text
             if precision == "int8":
                 optimized = os.path.join(optim_dir, "_optimized.pdmodel")
@@ -145,11 +189,12 @@ class DetectorPredictor(ExportedDetector):
 
     def run_raw(self, inputs):
         """Feed the inputs the program declares; return every output as numpy, in order."""
-        for name in self.input_names:
-            handle = self.predictor.get_input_handle(name)
-            array = np.ascontiguousarray(inputs[name])
-            handle.reshape(array.shape)
-            handle.copy_from_cpu(array)
-        self.predictor.run()
-        return [self.predictor.get_output_handle(name).copy_to_cpu()
-                for name in self.output_names]
+        with runtime_failures("Paddle Inference", "run", self.model_dir, self.precision):
+            for name in self.input_names:
+                handle = self.predictor.get_input_handle(name)
+                array = np.ascontiguousarray(inputs[name])
+                handle.reshape(array.shape)
+                handle.copy_from_cpu(array)
+            self.predictor.run()
+            return [self.predictor.get_output_handle(name).copy_to_cpu()
+                    for name in self.output_names]

@@ -3,7 +3,7 @@
     detector = create_detector("output_inference/model", runtime="openvino", precision="int8")
 """
 from slimext.deploy.openvino_runtime import OpenVINODetector
-from slimext.deploy.predictor import PRECISIONS, DetectorPredictor
+from slimext.deploy.predictor import PRECISIONS, DetectorPredictor, runtime_failures
 
 # Which precisions each runtime offers for an export.
 RUNTIME_PRECISIONS = {"paddle": tuple(PRECISIONS), "openvino": ("fp32", "int8")}
@@ -11,7 +11,13 @@ RUNTIME_PRECISIONS = {"paddle": tuple(PRECISIONS), "openvino": ("fp32", "int8")}
 
 def create_detector(model_dir, runtime="paddle", precision="fp32", cpu_threads=2,
                     verbose=False):
-    """A predictor for the export on the named runtime ('paddle' or 'openvino')."""
+    """A predictor for the export on the named runtime ('paddle' or 'openvino').
+
+    Raises FileNotFoundError (a missing file), ValueError (a bad argument), ImportError
+    (a runtime not installed), Int8NotUsedError (INT8 asked, no INT8 kernel ran) and
+    PredictorError for anything the runtime itself refuses (one line, with what to try);
+    runs that fail raise PredictorError too.
+    """
     if runtime not in RUNTIME_PRECISIONS:
         raise ValueError("runtime {!r} unknown; choose one of {}".format(
             runtime, ", ".join(RUNTIME_PRECISIONS)))
@@ -19,7 +25,8 @@ def create_detector(model_dir, runtime="paddle", precision="fp32", cpu_threads=2
         raise ValueError("precision {!r} is not offered by {}; choose one of {}".format(
             precision, runtime, ", ".join(RUNTIME_PRECISIONS[runtime])))
     if runtime == "openvino":
-        return OpenVINODetector(model_dir, precision, cpu_threads, verbose)
+        with runtime_failures("OpenVINO", "build", model_dir, precision):
+            return OpenVINODetector(model_dir, precision, cpu_threads, verbose)
     return DetectorPredictor(model_dir, precision, cpu_threads, verbose)
 
 

@@ -45,13 +45,22 @@ def _drop_fake_quant(program, fetch_targets, keep_bits):
     return dropped
 
 
-def _store_constant_weights_as_int8(program, scope, place):
-    """Give float constants used as matmul weights an INT8 copy plus dequantize_linear.
+# Float weights oneDNN's QDQ pass reads as INT8: every persistable matmul/mul `Y`, and a
+# conv filter whose values are all integers (its test for "already INT8").
+CONSTANT_WEIGHT_SLOTS = {"matmul_v2": "Y", "matmul": "Y", "mul": "Y",
+                         "conv2d": "Filter", "depthwise_conv2d": "Filter"}
 
-    oneDNN's QDQ pass treats every persistable matmul/mul `Y` of a QDQ model as an INT8
-    weight and aborts when it has no scale (PicoDet's distribution integral projects onto
-    the buffer [0, 1, ..., reg_max]). Integer-valued constants in [-127, 127] get scale
-    127, which makes the dequantization exact.
+
+def _store_constant_weights_as_int8(program, scope, place):
+    """Give float weights the oneDNN INT8 pass would abort on an INT8 copy plus
+    dequantize_linear; the op itself still runs in float.
+
+    oneDNN's QDQ pass treats every persistable matmul/mul `Y` of a QDQ model, and every
+    integer-valued conv filter, as an INT8 weight and aborts when it has no scale
+    (PicoDet's distribution integral projects onto the buffer [0, 1, ..., reg_max];
+    PP-YOLOE's DFL projection conv, which ppdet marks skip_quant, has that filter).
+    Integer-valued constants in [-127, 127] get scale 127, which makes the dequantization
+    exact; a conv filter gets a copy only then (slimext.quant.validate refuses the rest).
     """
     import numpy as np
 
@@ -59,9 +68,10 @@ def _store_constant_weights_as_int8(program, scope, place):
     producers = {name: op for op in block.ops for name in op.output_arg_names}
     converted, dequantized_of = [], {}
     for op in list(block.ops):
-        if op.type not in ("matmul_v2", "matmul", "mul"):
+        slot = CONSTANT_WEIGHT_SLOTS.get(op.type)
+        if slot is None:
             continue
-        name = op.input("Y")[0]
+        name = op.input(slot)[0]
         if name in dequantized_of:  # one INT8 copy serves every op that reads the constant
             rename_input(op, name, dequantized_of[name])
             continue
@@ -69,7 +79,9 @@ def _store_constant_weights_as_int8(program, scope, place):
         if var is None or not var.persistable or name in producers:
             continue
         values = np.array(scope.find_var(name).get_tensor())
-        exact = np.all(values == np.round(values)) and np.abs(values).max() <= 127
+        exact = bool(np.all(values == np.round(values)) and np.abs(values).max() <= 127)
+        if slot == "Filter" and not exact:
+            continue  # a float filter the pass leaves alone, or one it cannot (refused)
         scale = 127.0 if exact else float(np.abs(values).max() or 1.0)
         int8_values = np.round(values / scale * 127.0).astype("int8")
         int8_name, scale_name, zero_name = name + "@int8", name + "@scale", name + "@zero"
@@ -89,7 +101,7 @@ def _store_constant_weights_as_int8(program, scope, place):
                          attrs={"quant_axis": -1, "bit_length": 8})
         rename_input(op, name, dequantized.name)
         dequantized_of[name] = dequantized.name
-        converted.append({"weight": name, "op": op.type, "exact": bool(exact)})
+        converted.append({"weight": name, "op": op.type, "exact": exact})
     sync_with_cpp(program)
     return converted
 

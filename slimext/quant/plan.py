@@ -10,6 +10,10 @@ from slimext.quant.backends import get_backend
 from slimext.quant.rules import RuleError, check_all_matched, parse_rules, resolve
 
 
+# `source` of a layer the model marks float itself (a `skip_quant` attribute, as ppdet sets).
+MODEL_SKIP = "model skip_quant"
+
+
 @dataclass
 class QuantizerSpec:
     """One quantizer object; with several members it is a shared-scale group."""
@@ -58,6 +62,9 @@ class QuantPlan:
     def active_joins(self):
         return [j for j in self.joins if j.skipped is None]
 
+    def quantized_layers(self):
+        return [layer for layer in self.layers if not layer.skipped]
+
     def float_on_backend(self, spec_bits):
         return spec_bits not in get_backend(self.backend).executable_bits
 
@@ -67,10 +74,12 @@ class QuantPlan:
     def summary(self):
         """The plan in one line (the table's first line)."""
         return ("Quantization plan (backend: {}): {} joins quantized, {} skipped, "
-                "{} quantizers ({} shared groups), {} conv/linear layers".format(
+                "{} quantizers ({} shared groups), {} of {} conv/linear layers "
+                "quantized".format(
                     self.backend, len(self.active_joins()),
                     len(self.joins) - len(self.active_joins()), len(self.quantizers),
-                    len(self.shared_groups), len(self.layers)))
+                    len(self.shared_groups), len(self.quantized_layers()),
+                    len(self.layers)))
 
     def table(self):
         lines = [self.summary()]
@@ -93,6 +102,12 @@ class QuantPlan:
             bits = ("float", "") if layer.skipped else (layer.weight_bits, layer.activation_bits)
             lines.append("{:<44} {:<8} {:>4} {:>4}  {}".format(
                 layer.path, layer.type, bits[0], bits[1], layer.source))
+        if any(layer.source == MODEL_SKIP for layer in self.layers):
+            lines.append("")
+            lines.append("'{}': the model marks the layer float (ppdet does for PP-YOLOE's DFL "
+                         "projection); it stays float on every backend, its integer weights "
+                         "stored as an exact INT8 copy so oneDNN's INT8 pass accepts it; a "
+                         "rule with skip: false quantizes it".format(MODEL_SKIP))
         return "\n".join(lines)
 
     def __str__(self):
@@ -147,7 +162,8 @@ def _place_join(join, settings, source, quantizers):
 
 
 def build_plan(joins, layers, backend="onednn", rules=None, weight_bits=8, activation_bits=8):
-    """Plan for `joins` (JoinPoints) and `layers` ((path, type) of conv/linear layers)."""
+    """Plan for `joins` (JoinPoints) and `layers` ((path, type) of conv/linear layers, or
+    (path, type, skip_quant) where the model itself marks a layer float)."""
     profile = get_backend(backend)
     parsed = parse_rules(rules)
     quantizers, placements, settings_of_layers = {}, [], []
@@ -158,13 +174,19 @@ def build_plan(joins, layers, backend="onednn", rules=None, weight_bits=8, activ
                     "weight_bits": weight_bits}
         settings, source = resolve(parsed, join.site, (join.layer_type, join.kind), defaults)
         placements.append(_place_join(join, settings, source, quantizers))
-    for path, type_name in layers:
+    for path, type_name, *marked in layers:
+        # skip None: no rule decided, so the model's own skip_quant mark does.
         defaults = {"weight_bits": weight_bits, "activation_bits": activation_bits,
-                    "symmetric": True, "skip": False}
+                    "symmetric": True, "skip": None}
         settings, source = resolve(parsed, path, (type_name,), defaults)
+        skipped = settings["skip"]
+        if skipped is None:
+            skipped = bool(marked and marked[0])
+            if skipped:
+                source = MODEL_SKIP
         settings_of_layers.append(LayerSetting(path, type_name, settings["weight_bits"],
                                                settings["activation_bits"], source,
-                                               settings["skip"]))
+                                               bool(skipped)))
     check_all_matched(parsed)
     return QuantPlan(profile.name, placements, quantizers, settings_of_layers)
 

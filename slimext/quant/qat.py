@@ -93,17 +93,18 @@ class QATQuantizer:
     def _quantizable_layers(self, model):
         types = tuple(getattr(paddle.nn, name) for name in
                       self.quant_config["quantizable_layer_type"])
-        return [(path, type(layer).__name__) for path, layer in model.named_sublayers()
-                if isinstance(layer, types)]
+        return [(path, type(layer).__name__, bool(getattr(layer, "skip_quant", False)))
+                for path, layer in model.named_sublayers() if isinstance(layer, types)]
 
     def _wrap_layers(self, model):
         """PaddleSlim's input/weight quantizers on conv/linear, with per-layer bits."""
         from paddleslim import QAT
 
-        skipped = {s.path for s in self.plan.layers if s.skipped}
+        # The plan decides, also over a model's own skip_quant mark (a rule may override it).
+        skipped = {s.path: s.skipped for s in self.plan.layers}
         for path, layer in model.named_sublayers():
             if path in skipped:
-                layer.skip_quant = True
+                layer.skip_quant = skipped[path]
         # onnx_format is always true (checked in settings): the export writes QDQ.
         self.slim_qat = QAT(config=dict(self.quant_config))
         # Only the input side: output observers would add QDQ after every conv, which

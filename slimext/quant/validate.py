@@ -2,11 +2,22 @@
 
 Refused: a scale that is zero, negative or not finite; a shared-scale group whose places
 are missing from the program; a planned join quantizer that never made it into the
-program; a weight-quantized conv/matmul whose activation input has no scale; a bit width
-the backend cannot execute; with strict, a join of activations that interception never saw
-(no quantizer, no rule keeping it float; a warning otherwise, see slimext.quant.coverage).
+program; a weight-quantized conv/matmul whose activation input has no scale; a float
+weight that Paddle's oneDNN INT8 pass would take for an INT8 one and abort on (below); a
+bit width the backend cannot execute; with strict, a join of activations that interception
+never saw (no quantizer, no rule keeping it float; a warning otherwise, see
+slimext.quant.coverage).
+
+Every export is checked against the oneDNN pass, whatever its backend: Paddle Inference's
+INT8 predictor on CPU is where any QDQ export can be run. That pass
+(quant_dequant_onednn_pass) reads a program with INT8 weights as a whole: a persistable
+conv filter or matmul/mul `Y` without dequantize_linear whose values are all integers
+counts as an INT8 weight, and having no scale for it ends predictor creation with "Could
+not find threshold information for [<weight>] var". A float filter with any fractional
+value is left in float.
 """
 import json
+import logging
 import os
 
 import numpy as np
@@ -26,8 +37,14 @@ WEIGHTED_OPS = {"conv2d": ("Input", "Filter"), "depthwise_conv2d": ("Input", "Fi
                 "matmul": ("X", "Y"), "mul": ("X", "Y")}
 
 
-# Suffix of the INT8 copies export makes of float constants used as matmul weights.
+# Weighted ops whose weight oneDNN's INT8 pass dequantizes (and aborts on without a scale).
+ONEDNN_WEIGHT_SLOTS = {"conv2d": "Filter", "depthwise_conv2d": "Filter",
+                       "fused_conv2d": "Filter", "matmul_v2": "Y", "matmul": "Y", "mul": "Y"}
+
+# Suffix of the INT8 copies export makes of float constants used as matmul/conv weights.
 CONSTANT_SUFFIX = "@int8"
+
+logger = logging.getLogger("slimext.validate")
 
 
 class ExportValidationError(RuntimeError):
@@ -106,6 +123,17 @@ def validate_program(program, scope, plan, scale_vars, backend, join_outputs=Non
             problems.append("{} with INT8 weight {} has no scale on its input {}".format(
                 op.type, op.input(slots[1])[0], op.input(slots[0])[0]))
 
+    problems.extend(_weights_onednn_aborts_on(block, scope, producers))
+    int8_weights = {op.input("X")[0] for op in qdq_ops if op.type == "dequantize_linear"
+                    and producers.get(op.input("X")[0]) is None
+                    and not op.input("X")[0].endswith(CONSTANT_SUFFIX)}
+    planned = len([layer for layer in plan.layers if not layer.skipped])
+    if len(int8_weights) < planned:
+        # A layer called outside its wrapper (or never called) keeps a float weight.
+        logger.warning("the plan quantizes %d conv/linear layers; the program has INT8 "
+                       "weights for %d of them (the rest run float: a layer called outside "
+                       "its wrapper, or not called at all)", planned, len(int8_weights))
+
     uncovered = []
     if join_outputs is not None:
         joins = find_uncovered_joins(program, _feed_names(block), set(join_outputs))
@@ -115,11 +143,44 @@ def validate_program(program, scope, plan, scale_vars, backend, join_outputs=Non
             problems.append(str(error))
     if problems:
         raise ExportValidationError(problems)
-    weights = sum(1 for op in qdq_ops if op.type == "dequantize_linear"
-                  and producers.get(op.input("X")[0]) is None)
-    return {"qdq_pairs": len(qdq_ops) // 2, "int8_weights": weights,
-            "join_quantizers": len(plan.quantizers),
+    return {"qdq_pairs": len(qdq_ops) // 2, "int8_weights": len(int8_weights),
+            "planned_layers": planned, "join_quantizers": len(plan.quantizers),
             "shared_groups": len(plan.shared_groups), "uncovered_joins": uncovered}
+
+
+def _weights_onednn_aborts_on(block, scope, producers):
+    """Float weights oneDNN's INT8 pass would take for INT8 weights without a scale."""
+    has_int8_weights = any(op.type == "dequantize_linear" and _is_constant(block, producers,
+                                                                          op.input("X")[0])
+                           for op in block.ops)
+    if not has_int8_weights:
+        return []  # the pass dequantizes weights only in a program that has INT8 ones
+    problems, seen = [], set()
+    for op in block.ops:
+        slot = ONEDNN_WEIGHT_SLOTS.get(op.type)
+        if slot is None:
+            continue
+        name = op.input(slot)[0]
+        if name in seen or not _is_constant(block, producers, name):
+            continue
+        seen.add(name)
+        values = _scale_value(scope, name)
+        if values is None or values.size == 0 or not np.all(values == np.round(values)):
+            continue
+        problems.append(
+            "{} reads the float weight {} (integer values, largest {:g}) without a "
+            "dequantize_linear: Paddle's oneDNN INT8 pass takes it for an INT8 weight "
+            "without scale and aborts at predictor creation (\"Could not find threshold "
+            "information for [{}] var\"). Fix: quantize that layer (a rule with skip: "
+            "false), or keep it float with a weight in [-127, 127], which the export "
+            "stores as an exact INT8 copy".format(op.type, name, float(np.abs(values).max()),
+                                                 name))
+    return problems
+
+
+def _is_constant(block, producers, name):
+    var = block.vars.get(name)
+    return var is not None and var.persistable and name not in producers
 
 
 def validate_saved_model(path_prefix):
