@@ -91,6 +91,25 @@ def _checkout_requirement_missing(script, error):
                 checkout.root))
 
 
+def _slim_builder_for(args):
+    """ppdet's build_slim_model as the tool calls it, done by slimext's builder: the tool's
+    -o is applied again right after the slim YAML (ppdet re-applies it only afterwards, so
+    a slim YAML's pretrain_weights URL would win), the plan table prints in training only
+    (a summary line elsewhere), and ppdet's own methods still build its way."""
+    from slimext.compat.ppdet_internals import tool_overrides
+    from slimext.slim.build import build_slim_model
+
+    overrides = tool_overrides(args)
+
+    def make(ppdet_builder):
+        def build(cfg, slim_cfg, mode="train"):
+            return build_slim_model(cfg, slim_cfg, mode=mode, overrides=overrides,
+                                    ppdet_builder=ppdet_builder)
+        return build
+
+    return make
+
+
 def launch(script, args):
     """Run `script` as __main__ with argv [script, *args]."""
     if not os.path.isfile(script):
@@ -110,6 +129,7 @@ def launch(script, args):
         raise LaunchError("slimext could not register with ppdet ({}): install the missing "
                           "package, or run from a folder whose ppdet can be imported"
                           .format(error))
+    from slimext.compat.ppdet_hooks import slim_model_builder_replaced
     from slimext.matcher import CheckpointError, WeightCheckConfigError, WeightCheckFailed
     from slimext.matcher.loading import checked_ppdet_pretrain_loading
     from slimext.slim.data_parallel import (RanksDisagree, ScaleSyncConfigError,
@@ -120,7 +140,8 @@ def launch(script, args):
     sys.path.insert(0, os.path.dirname(script))
     try:
         with checked_ppdet_pretrain_loading(target=_config_path(args)), \
-                scale_sync_on_every_trainer():
+                scale_sync_on_every_trainer(), \
+                slim_model_builder_replaced(_slim_builder_for(args)):
             runpy.run_path(script, run_name="__main__")
     except (WeightCheckFailed, WeightCheckConfigError, ScaleSyncConfigError,
             RanksDisagree) as error:

@@ -89,3 +89,19 @@ def paddle_linear():
     import paddle
 
     return paddle.nn.Linear(2, 2)
+
+
+def test_the_tools_o_wins_over_a_slim_yamls_pretrain_weights(files, tmp_path):
+    # PaddleDetection's slim YAMLs name download URLs; ppdet's build_slim_model loads the
+    # slim YAML's value before the tool's -o is applied again. Through the launcher the
+    # user's file is the one checked (and refused here: it is a wider PicoDet).
+    slim = tmp_path / "qat_with_url.yml"
+    with open(os.path.join(REPO, "configs", "slim", "residual_qat",
+                           "picodet_demo_residual_qat.yml")) as f:
+        slim.write_text(f.read() + "\npretrain_weights: https://example.invalid/w.pdparams\n")
+    result = launch("train_v26.py", files, tmp_path, "pretrain_weights=" + files["wide_weights"],
+                    "--slim_config", str(slim))
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-2000:]
+    assert "Verdict: ERROR" in output and files["wide_weights"] in output
+    assert "example.invalid" not in output and "Traceback" not in result.stderr

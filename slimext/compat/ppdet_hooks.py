@@ -7,7 +7,9 @@ is the only place that assigns to a ppdet attribute.
 - `trainer_train_preceded_by`: `Trainer.train` runs a step first (rank-consistent scales,
   slimext.slim.data_parallel);
 - `checkpoint_writer_wrapped`: ppdet's checkpoint writer (atomic checkpoints,
-  slimext.checkpoints).
+  slimext.checkpoints);
+- `slim_model_builder_replaced`: ppdet's `build_slim_model` as the tools import it (the
+  user's -o over the slim YAML, the plan printed once: slimext.slim.build).
 """
 import contextlib
 import functools
@@ -60,3 +62,17 @@ def checkpoint_writer_wrapped(wrap):
 
     if not hasattr(callbacks.save_model, "__wrapped__"):
         callbacks.save_model = wrap(callbacks.save_model)
+
+
+@contextlib.contextmanager
+def slim_model_builder_replaced(make_builder):
+    """Inside the block `ppdet.slim.build_slim_model`, the name PaddleDetection's tools
+    import, is `make_builder(ppdet's builder)` (a script imported inside the block keeps it)."""
+    import ppdet.slim
+
+    original = ppdet.slim.build_slim_model
+    ppdet.slim.build_slim_model = make_builder(original)
+    try:
+        yield
+    finally:
+        ppdet.slim.build_slim_model = original

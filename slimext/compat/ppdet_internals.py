@@ -56,3 +56,22 @@ def rewind_loader(trainer):
 def local_rank(trainer):
     """The Trainer's rank in this node (0 without distributed training)."""
     return getattr(trainer, "_local_rank", 0)
+
+
+def tool_overrides(argv):
+    """The `-o key=value ...` of a PaddleDetection tool's argv as the tool parses them
+    (ppdet's ArgsParser: dotted keys nested, values read as YAML); {} without -o."""
+    from ppdet.utils.cli import ArgsParser
+
+    argv = list(argv)
+    if "-h" in argv or "--help" in argv:
+        return {}  # the tool prints its help; nothing is built
+    parser = ArgsParser()
+    try:
+        known, _ = parser.parse_known_args(argv)
+    except SystemExit:  # flags ppdet's parser cannot read: the tool reports them itself
+        return {}
+    parse = getattr(parser, "_parse_opt", None)
+    if parse is None:
+        raise _missing("reading a tool's -o options", "ArgsParser._parse_opt")
+    return parse(known.opt) or {}

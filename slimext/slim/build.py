@@ -25,7 +25,7 @@ def _slim_method(slim_config):
 
 
 def build_slim_model(cfg, slim_config, mode="train", overrides=None, settings=None,
-                     check_coverage=None, print_plan=None):
+                     check_coverage=None, print_plan=None, ppdet_builder=None):
     """cfg with cfg.model (quantized), cfg.slim and cfg.slim_type set, as ppdet's builder.
 
     overrides: the user's -o mapping (ppdet's nested form), applied over the slim YAML.
@@ -33,13 +33,15 @@ def build_slim_model(cfg, slim_config, mode="train", overrides=None, settings=No
     check_coverage: trace for joins interception missed; default only in training.
     print_plan: True (the plan table), "summary" (its first line) or False; default: the
         slim YAML's print_plan in training, the summary otherwise.
+    ppdet_builder: ppdet's own build_slim_model, for the methods it builds its own way
+        (default: ppdet.slim's).
     """
     import ppdet.slim
     from ppdet.core.workspace import create, load_config, merge_config
 
     method = settings.method if settings is not None else _slim_method(slim_config)
     if method in PPDET_OWN_BRANCHES:
-        cfg = ppdet.slim.build_slim_model(cfg, slim_config, mode=mode)
+        cfg = (ppdet_builder or ppdet.slim.build_slim_model)(cfg, slim_config, mode=mode)
         if overrides:
             merge_config(overrides)
         return cfg
