@@ -1,4 +1,6 @@
 """Weight checks on real checkpoints built from the project's configs."""
+import os
+
 import numpy as np
 import paddle
 import pytest
@@ -6,7 +8,7 @@ import pytest
 from slimext.matcher import (ERROR, OK, WARN, CheckpointError, WeightCheckFailed,
                              check_weights, load_checked_weights)
 
-from matcher_helpers import L320, S320, build, quantize, save
+from matcher_helpers import L320, REPO, S320, build, quantize, save
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +126,24 @@ def test_load_checked_weights_refuses_on_error_and_loads_nothing(ckpts):
     assert failure.value.report.verdict == ERROR
     np.testing.assert_array_equal(model.state_dict()["head.head_reg_list.0.weight"].numpy(),
                                   before)
+
+
+def test_the_suggested_config_is_one_of_the_users_own(ckpts, s_model, tmp_path, monkeypatch):
+    # A PaddleDetection checkout elsewhere, run from its root: the Fix line names its file.
+    import shutil
+
+    checkout = tmp_path / "PaddleDetection"
+    shutil.copytree(os.path.join(REPO, "configs"), str(checkout / "configs"))
+    (checkout / "configs" / "picodet" / "picodet_m_320_coco_lcnet.yml").unlink()
+    monkeypatch.chdir(checkout)
+    user_config = str(checkout / "configs" / "picodet" / "picodet_s_320_coco_lcnet.yml")
+    report = check_weights(s_model, ckpts["l"], target=user_config)
+    first = report.diagnosis["matching_configs"][0]
+    assert first == os.path.join("configs", "picodet", "picodet_l_320_coco_lcnet.yml")
+    assert os.path.isfile(str(checkout / first))
+    assert "Fix: train with -c " + first in report.format_text()
+    # From a folder outside the checkout the user's file is named by its absolute path.
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = check_weights(s_model, ckpts["l"], target=user_config)
+    assert again.diagnosis["matching_configs"][0] == str(checkout / first)

@@ -1,9 +1,10 @@
 """One weight check: match, classify, diagnose, decide. Returns a WeightMatchReport."""
+import os
 import time
 
 from slimext.matcher.checkpoint_file import read_checkpoint
 from slimext.matcher.classify import MatchContext, classify
-from slimext.matcher.config_catalog import DEFAULT_CONFIG_DIR, configs_matching
+from slimext.matcher.config_catalog import configs_dir_for, configs_matching, shown_path
 from slimext.matcher.diagnosis import read_signature, signature_differences
 from slimext.matcher.keys import is_quantizer_state, module_of
 from slimext.matcher.match import match_keys
@@ -19,9 +20,12 @@ _WRONG_KIND = {
 }
 
 
-def check_weights(model, checkpoint, policy=None, target="model",
-                  config_dir=DEFAULT_CONFIG_DIR, contents=None):
+def check_weights(model, checkpoint, policy=None, target="model", config_dir=None,
+                  contents=None):
     """Compare a model (Layer or {key: shape}) with a checkpoint (path or state dict).
+
+    config_dir: where to look for configs that build the checkpoint's architecture
+    (default: the configs/ folder `target`, the user's config file, lives in).
 
     Raises CheckpointError when the checkpoint cannot be read at all.
     """
@@ -42,7 +46,8 @@ def check_weights(model, checkpoint, policy=None, target="model",
         parts=part_counts(match, {k for ks in match.ambiguous.values() for k in ks}),
         unused_by_part=unused_counts(match), differences=differences,
         loaded_pairs=[(p.model_key, p.ckpt_key) for p in match.loaded])
-    report.diagnosis = _diagnose(shapes, contents.shapes, report, config_dir)
+    report.diagnosis = _diagnose(shapes, contents.shapes, report,
+                                 config_dir or configs_dir_for(target))
     report.verdict, report.reasons = policy.verdict(
         report.suspicious, report.notable_expected, ratio, _WRONG_KIND.get(contents.kind))
     report.advice = _advice(report)
@@ -76,12 +81,12 @@ def _diagnose(model_shapes, ckpt_shapes, report, config_dir):
             "matching_configs": [], "notes": []}
     if report.suspicious or diag["differences"]:
         matches = configs_matching(ckpt_sig, config_dir)
-        diag["matching_configs"] = [c.path for c in matches]
+        diag["matching_configs"] = [shown_path(c.path) for c in matches]
         if matches:
             classes = {c.signature.num_classes for c in matches}
             diag["notes"].append(
-                "shipped config(s) with the checkpoint's architecture: {}{}".format(
-                    ", ".join(c.path for c in matches),
+                "config(s) with the checkpoint's architecture: {}{}".format(
+                    ", ".join(shown_path(c.path) for c in matches),
                     " (input size is not stored in weights: pick the one for your input size)"
                     if len(matches) > 1 else " (input size is not stored in weights)"))
             if ckpt_sig.num_classes is not None and ckpt_sig.num_classes not in classes:
@@ -98,7 +103,7 @@ def _advice(report):
     advice = []
     configs = report.diagnosis.get("matching_configs", [])
     if report.verdict == ERROR and report.checkpoint_kind == "weights":
-        if configs and configs[0] != report.target:
+        if configs and os.path.abspath(configs[0]) != os.path.abspath(str(report.target)):
             advice.append("Fix: train with -c {} (it builds the checkpoint's architecture), or "
                           "pass pretrain_weights made for {}".format(
                               configs[0], report.diagnosis.get("config_describes")))

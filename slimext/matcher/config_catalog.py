@@ -40,6 +40,30 @@ def signature_from_config(cfg):
         reg_max=head.get("reg_max", _HEAD_DEFAULT_REG_MAX) if head else None)
 
 
+def configs_dir_for(config_path):
+    """The configs/ folder the user's config lives in (a PaddleDetection checkout's own, or
+    this project's), so that a suggested config is one of theirs; this project's when the
+    config is not under a configs/ folder."""
+    if config_path and os.path.isfile(str(config_path)):
+        folder = os.path.dirname(os.path.abspath(str(config_path)))
+        while True:
+            if os.path.basename(folder) == "configs":
+                return folder
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+    return DEFAULT_CONFIG_DIR
+
+
+def shown_path(path):
+    """A config path as the user would type it: relative to the working folder when it is
+    inside it, else absolute."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return absolute if relative.startswith(os.pardir) else relative
+
+
 @functools.lru_cache(maxsize=8)  # the files do not change while a command runs
 def shipped_configs(config_dir=DEFAULT_CONFIG_DIR):
     """Every config under config_dir that names an architecture (bases excluded)."""
@@ -52,8 +76,7 @@ def shipped_configs(config_dir=DEFAULT_CONFIG_DIR):
         except (OSError, TypeError, yaml.YAMLError):  # unreadable, or an empty _BASE_ file
             continue
         if isinstance(cfg, dict) and cfg.get("architecture"):
-            found.append(ShippedConfig(os.path.relpath(path, os.path.dirname(config_dir)),
-                                       signature_from_config(cfg)))
+            found.append(ShippedConfig(os.path.abspath(path), signature_from_config(cfg)))
     return tuple(found)
 
 
