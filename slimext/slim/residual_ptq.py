@@ -81,20 +81,21 @@ class ResidualPTQ(object):
     def __init__(self, backend="onednn", algo="KL", algo_config=None, quant_config=None,
                  rules=None, input_shape=None, print_plan=True, strict=False):
         # Checked now, so a typo fails before any model is built or weight loaded.
-        self.settings = parse_slim_settings(PTQ_METHOD, dict(
+        self._setup(parse_slim_settings(PTQ_METHOD, dict(
             backend=backend, algo=algo, algo_config=algo_config, quant_config=quant_config,
-            rules=rules, input_shape=input_shape, print_plan=print_plan, strict=strict))
-        self.print_plan = self.settings.print_plan
-        self.core = self._make_core()
+            rules=rules, input_shape=input_shape, print_plan=print_plan, strict=strict)))
 
     @classmethod
     def from_settings(cls, settings):
         """The slim class for SlimSettings already parsed (slimext's own model builder)."""
         slim = cls.__new__(cls)
-        slim.settings = settings
-        slim.print_plan = settings.print_plan
-        slim.core = slim._make_core()
+        slim._setup(settings)
         return slim
+
+    def _setup(self, settings):
+        self.settings = settings
+        self.print_plan = settings.print_plan
+        self.core = self._make_core()
 
     @property
     def rules(self):

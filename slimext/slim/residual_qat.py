@@ -55,23 +55,23 @@ class ResidualQAT(object):
     def __init__(self, backend="onednn", quant_config=None, rules=None, input_shape=None,
                  print_plan=True, monitor=None, strict=False):
         # Checked now, so a bad setting fails when ppdet builds this object.
-        self.settings = parse_slim_settings(QAT_METHOD, dict(
+        self._setup(parse_slim_settings(QAT_METHOD, dict(
             backend=backend, quant_config=quant_config, rules=rules, input_shape=input_shape,
-            print_plan=print_plan, monitor=monitor, strict=strict))
-        # ppdet's build_slim_model edits this dict for its test mode (PACT off for export).
-        self.quant_config = dict(self.settings.quant.quant_config)
-        self.monitor = None
-        self.core = None
+            print_plan=print_plan, monitor=monitor, strict=strict)))
 
     @classmethod
     def from_settings(cls, settings):
         """The slim class for SlimSettings already parsed (slimext's own model builder)."""
         slim = cls.__new__(cls)
-        slim.settings = settings
-        slim.quant_config = dict(settings.quant.quant_config)
-        slim.monitor = None
-        slim.core = None
+        slim._setup(settings)
         return slim
+
+    def _setup(self, settings):
+        self.settings = settings
+        # ppdet's build_slim_model edits this dict for its test mode (PACT off for export).
+        self.quant_config = dict(settings.quant.quant_config)
+        self.monitor = None
+        self.core = None
 
     @property
     def rules(self):
