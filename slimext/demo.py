@@ -4,8 +4,9 @@
 
 Stages: demo data -> float training -> dygraph evaluation -> export -> Paddle Inference
 (plain fp32 and oneDNN: mAP and latency) -> ResidualQAT -> fake-quant evaluation -> INT8
-QDQ export -> oneDNN INT8 inference -> float and INT8 timed again interleaved (the
-latencies the report uses) -> pictures (detection grid, bar chart) -> report.md/report.json.
+QDQ export -> oneDNN INT8 inference -> float and INT8 timed again interleaved on every
+installed runtime (the latencies the report uses) -> PicoDet-S 320 timed the same way (what
+INT8 buys at a real size) -> pictures (detection grid, bar chart) -> report.md/report.json.
 
 Extension point: a stage is a function taking the shared `DemoContext`; `build_stages()`
 returns the ordered list. Each stage puts its numbers into `context.results` under its own
@@ -231,23 +232,54 @@ BENCH_LABELS = {("paddle", "fp32"): "float/fp32", ("paddle", "onednn"): "float/o
 
 
 def bench_runtimes(context):
-    """Time the float and the INT8 export again, interleaved (one run of each per round):
-    the inference stages ran minutes apart, and a shared machine's speed drifts more than
-    the INT8 gain. Their latencies are replaced by these; the mAPs stay."""
+    """Time the float and the INT8 export again on every installed runtime, interleaved
+    (one run of each per round): the inference stages ran minutes apart, and a shared
+    machine's speed drifts more than the INT8 gain. The Paddle latencies of the inference
+    stages are replaced by these; the mAPs stay."""
     from slimext.deploy.runtime_choice import run_bench
 
     dirs = [context.artifacts["float_model_dir"], context.artifacts["int8_model_dir"]]
-    result = run_step(context, "bench", run_bench, dirs, ("paddle",), context.cpu_threads,
-                      context.latency_runs, 3, 8.0, None, False)
+    # runtimes None: every installed runtime, decided in the step's own process
+    result = run_step(context, "bench", run_bench, dirs, None,
+                      context.cpu_threads, context.latency_runs, 3, 8.0, None, False)
     inference = context.results.setdefault("inference", {})
     for row in result["rows"]:
         label = BENCH_LABELS.get((row["runtime"], row["precision"]))
         if label in inference and "median_ms" in row:
             inference[label].update(latency_ms=row["median_ms"], latency_runs=row["runs"],
                                     interleaved=True)
-    context.results["bench"] = {"recommendation": result["recommendation"],
-                                "load_average": result["load_average"]}
+    context.results["bench"] = bench_summary(result)
     log("interleaved timing: " + result["recommendation"])
+
+
+def bench_summary(result):
+    """What the report keeps of a run_bench result: the rows, the verdict, the machine."""
+    return {"recommendation": result["recommendation"], "isa_line": result["isa_line"],
+            "load_average": result["load_average"], "rows": result["rows"]}
+
+
+REAL_SIZE_CONFIG = "configs/picodet/picodet_s_320_coco_lcnet.yml"
+REAL_SIZE_SLIM_CONFIG = "configs/slim/residual_qat/picodet_s_320_residual_qat.yml"
+REAL_SIZE_MODEL = "PicoDet-S LCNet 320 (80 classes)"
+
+
+def bench_real_size(context):
+    """PicoDet-S 320 timed like the demo model, on every runtime: the tiny demo model is
+    too small for INT8 to pay, a real-size one shows what INT8 buys on this CPU. Random
+    weights with scales calibrated on demo images (slimext.latency_exports): latency only."""
+    from slimext.deploy.runtime_choice import run_bench
+    from slimext.latency_exports import build_latency_exports
+
+    images = 2 if context.quick else 8
+    exports = build_latency_exports(
+        context.path("real_size"), os.path.join(REPO_ROOT, REAL_SIZE_CONFIG),
+        os.path.join(REPO_ROOT, REAL_SIZE_SLIM_CONFIG), os.path.join(context.dataset_dir, "val"),
+        log_dir=context.path("logs"), num_images=images)
+    result = run_step(context, "bench_real_size", run_bench, [exports["float"], exports["int8"]],
+                      None, context.cpu_threads, context.latency_runs, 3, 8.0, None, False)
+    context.results["real_size"] = dict(bench_summary(result), model=REAL_SIZE_MODEL,
+                                        calibration_images=images)
+    log("real size ({}): {}".format(REAL_SIZE_MODEL, result["recommendation"]))
 
 
 GRID_IMAGES = 4        # val images in the picture grid (the first ones: not hand-picked)
@@ -355,6 +387,7 @@ def build_stages():
         Stage("export int8", export_qat),
         Stage("infer int8", inference_stage("int8/onednn", "int8_model_dir", "int8")),
         Stage("bench", bench_runtimes),
+        Stage("real-size latency", bench_real_size),
         Stage("pictures", draw_pictures),
         Stage("report", write_report),
     ]

@@ -109,6 +109,43 @@ def test_advice_says_what_to_ship_when_int8_is_slower_without_vnni():
     assert "oneDNN fp32 is 1.4x faster than plain fp32" in text
 
 
+def _bench_row(label, kind, median_ms, runtime="openvino"):
+    row = {"label": label, "kind": kind, "runtime": runtime, "median_ms": median_ms,
+           "p90_ms": median_ms * 1.1, "runs": 20}
+    if kind == "int8":
+        row["int8_kernels"] = {"int8_convs": 98, "convs": 98}
+    return row
+
+
+def test_report_takes_the_fastest_runtime_and_the_real_size_ratio_from_the_bench_rows():
+    machine = {"isa": ["avx2", "avx512f", "avx512_vnni"], "int8_hardware": "vnni",
+               "cpu": "test CPU", "cores": 2, "paddle": "3.3.1"}
+    bench = {"isa_line": "test CPU | avx512_vnni", "load_average": 0.3,
+             "recommendation": "INT8 gives no speed-up here; ship OpenVINO fp32",
+             "rows": [_bench_row("Paddle oneDNN fp32", "fp32", 13.0, "paddle"),
+                      _bench_row("OpenVINO fp32", "fp32", 5.0),
+                      _bench_row("Paddle oneDNN INT8", "int8", 14.0, "paddle"),
+                      _bench_row("OpenVINO INT8", "int8", 5.1),
+                      {"label": "ONNX Runtime INT8", "kind": "int8", "runtime": "onnxruntime",
+                       "error": "ImportError: not installed"}]}
+    real_size = dict(bench, model="PicoDet-S LCNet 320 (80 classes)", calibration_images=8,
+                     rows=[_bench_row("OpenVINO fp32", "fp32", 40.0),
+                           _bench_row("OpenVINO INT8", "int8", 24.0)])
+    inference = {label: dict(r, mAP50=0.8, latency_runs=20, cpu_threads=2)
+                 for label, r in _latencies(13.0, 14.0).items()}
+    text = render_markdown({"machine": machine, "inference": inference,
+                            "bench": bench, "real_size": real_size})
+    # The fastest case over every runtime, not only Paddle's; one verdict on what to ship.
+    assert "Fastest here: **OpenVINO fp32** on the float export at 5.0 ms" in text
+    assert "Ship the float model with oneDNN fp32" not in text
+    assert "ship OpenVINO fp32" in text
+    assert "| float | Paddle oneDNN fp32 | 13.0 ms | 14.3 ms | 2.60x | - |" in text
+    assert "| INT8 QDQ | OpenVINO INT8 | 5.1 ms | 5.6 ms | 1.02x | 98 of 98 convs |" in text
+    assert "| INT8 QDQ | ONNX Runtime INT8 | failed |  |  | ImportError: not installed |" in text
+    assert "Best INT8 / best fp32 here: **0.60**." in text
+    assert "the best INT8 takes 0.60x the best fp32's time on this CPU: INT8 pays there" in text
+
+
 def test_two_classes_on_one_object_both_keep_a_readable_label():
     import cv2
 

@@ -41,5 +41,15 @@ def test_quick_demo_writes_report(tmp_path):
     assert "`tools/deploy_bench.py` on both exports:" in text
     # The INT8 run says, in one line, which kernels really ran INT8.
     assert re.search(r"int8/onednn: INT8 kernels: \d+ of \d+ convs", text), text[-1500:]
+    # Every installed runtime is timed side by side, on the demo model and at a real size
+    # (PicoDet-S 320), each INT8 row proving its INT8 kernels.
+    for section in ("bench", "real_size"):
+        rows = report[section]["rows"]
+        assert {r["runtime"] for r in rows} >= {"paddle", "openvino"}, rows
+        assert all("median_ms" in r for r in rows), [r.get("error") for r in rows]
+        assert all(r["int8_kernels"]["int8_convs"] > 0 for r in rows if r["kind"] == "int8")
+    assert "## Every runtime, side by side (demo model)" in text
+    assert "## At a real size: PicoDet-S LCNet 320 (80 classes)" in text
+    assert re.search(r"Best INT8 / best fp32 here: \*\*\d\.\d\d\*\*", text), text
     # Progress bars are for terminals: a piped run shows stage lines only.
-    assert "stage 2/13: train done in" in result.stdout and "epoch 1/1" not in result.stdout
+    assert "stage 2/14: train done in" in result.stdout and "epoch 1/1" not in result.stdout
