@@ -25,6 +25,16 @@ FAMILIES = {
     "picodet_s_lcnet": ("configs/picodet/picodet_s_320_coco_lcnet.yml",
                         "configs/slim/residual_qat/picodet_s_320_residual_qat.yml",
                         {"export.benchmark": True}),
+    "picodet_s_esnet": ("configs/picodet/legacy_model/picodet_s_320_coco.yml",
+                        "configs/slim/residual_qat/picodet_esnet_demo_residual_qat.yml",
+                        {"export.benchmark": True}),
+    "ppyoloe_plus_s": ("configs/ppyoloe/ppyoloe_plus_crn_s_80e_coco.yml",
+                       "configs/slim/residual_qat/ppyoloe_plus_s_demo_residual_qat.yml",
+                       {"PPYOLOEHead.exclude_post_process": True}),
+    "yolov3_mbv3": ("configs/yolov3/yolov3_mobilenet_v3_large_270e_coco.yml",
+                    "configs/slim/residual_qat/yolov3_mobilenet_v3_demo_residual_qat.yml", {}),
+    "gfl_r18vd": ("configs/gfl/gfl_r18vd_1x_coco.yml",
+                  "configs/slim/residual_qat/gfl_r18vd_demo_residual_qat.yml", {}),
 }
 # Goal on a VNNI CPU: slimext INT8 at most this fraction of oneDNN fp32's time.
 GOAL_RATIO = 0.6
