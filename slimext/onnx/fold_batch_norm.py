@@ -13,7 +13,7 @@ CONV_TYPES = ("conv2d", "depthwise_conv2d")
 
 
 def fold_batch_norms(program):
-    """Rewrite program.ops in place; return how many batch norms were folded."""
+    """Rewrite program.ops in place; return how many batch norms and bias adds were folded."""
     producers = {}
     for op in program.ops:
         for names in op.outputs.values():
@@ -38,7 +38,29 @@ def fold_batch_norms(program):
             removed.add(id(bias_add))
         folded += 1
     program.ops = [op for op in program.ops if id(op) not in removed]
-    return folded
+    return folded + _fold_bias_adds(program, uses)
+
+
+def _fold_bias_adds(program, uses):
+    """A conv followed by its bias add (axis 1, a 1-D parameter) gets the bias as input:
+    the Conv-with-bias that ONNX runtimes expect (and that keeps the conv's INT8 pattern)."""
+    producers = {name: op for op in program.ops for names in op.outputs.values()
+                 for name in names}
+    removed = set()
+    for add in program.ops:
+        if add.type != "elementwise_add" or add.attrs.get("axis") != 1:
+            continue
+        bias = add.input("Y")
+        conv = producers.get(add.input("X"))
+        if conv is None or conv.type not in CONV_TYPES or conv.input("Bias") or \
+                uses.get(add.input("X")) != 1 or bias not in program.params or \
+                program.params[bias].ndim != 1:
+            continue
+        conv.inputs["Bias"] = [bias]
+        conv.outputs["Output"] = [add.output("Out")]
+        removed.add(id(add))
+    program.ops = [op for op in program.ops if id(op) not in removed]
+    return len(removed)
 
 
 def _conv_before(bn, producers, uses, program):

@@ -27,7 +27,10 @@ def _check_bits(g, op):
 
 
 def _step(g, op, bits):
-    """The ONNX scale initializer of the op's Paddle scale (per-tensor: a scalar)."""
+    """The ONNX scale initializer of the op's Paddle scale (per-tensor: a scalar).
+
+    A weight with a quant_axis stays per-channel even with one channel (a 1-output conv),
+    so that every conv filter reads the same per-channel form."""
     name = op.input("Scale")
     threshold = g.param(name)
     if threshold is None:
@@ -35,7 +38,8 @@ def _step(g, op, bits):
     threshold = np.asarray(threshold, np.float32)
     if np.any(threshold <= 0) or not np.all(np.isfinite(threshold)):
         g.unsupported(op, "scale {} holds a non-positive or non-finite value".format(name))
-    per_channel = _axis(op) is not None and threshold.size > 1
+    per_channel = _axis(op) is not None and \
+        (threshold.size > 1 or g.param(op.input("X")) is not None)
     step = threshold / np.float32(_max_range(bits))
     return g.initializer(name + "@step", step if per_channel else step.reshape(())), \
         per_channel, step
@@ -80,6 +84,8 @@ def dequantize_linear(g, op):
         # A weight: int8 in the export already, or float that is rounded here.
         stored = weight if weight.dtype == np.int8 else _quantize(weight, step, _axis(op))
         source = g.initializer(source, stored.astype(np.int8))
+    else:
+        source = g.value(source)   # the latest write of the quantized variable
     attrs = {"axis": _axis(op)} if per_channel else {}
     g.node("DequantizeLinear", [source, step_name,
                                 _zero_point(g, step_name, step if per_channel else 0.0)],
