@@ -54,9 +54,12 @@ def copy_with_nms_inputs_as_outputs(model_dir, out_dir):
                 block = program.global_block()
                 nms = [op for op in block.ops if op.type == "multiclass_nms3"][0]
                 targets = [block.var(nms.input("BBoxes")[0]), block.var(nms.input("Scores")[0])]
-                paddle.static.save_inference_model(
-                    os.path.join(out_dir, "model"), [block.var(n) for n in feeds], targets, exe,
-                    program=program)
+                # Paddle 2.6's save names the output scale ops it appends from a counter
+                # that the loaded program's own ones already used.
+                with paddle.utils.unique_name.guard("raw_"):
+                    paddle.static.save_inference_model(
+                        os.path.join(out_dir, "model"), [block.var(n) for n in feeds],
+                        targets, exe, program=program)
         finally:
             paddle.disable_static()
     for name in os.listdir(model_dir):

@@ -46,10 +46,18 @@ def _drop_nms(program):
     nms_ops = [op for op in program.ops if op.type in NMS_TYPES]
     if not nms_ops:
         return program
-    fetches = []
+    fetches, dropped = [], set()
     for op in nms_ops:
         fetches.extend(_nms.nms_inputs(op))
-    program.ops = [op for op in program.ops if op.type not in NMS_TYPES]
+    kept = []
+    for op in program.ops:
+        # NMS and what reads its results (Paddle 2.6's save adds a scale op per output)
+        reads = {n for names in op.inputs.values() for n in names}
+        if op.type in NMS_TYPES or reads & dropped:
+            dropped.update(n for names in op.outputs.values() for n in names)
+        else:
+            kept.append(op)
+    program.ops = kept
     program.fetches = fetches
     return program
 

@@ -7,8 +7,8 @@ score, Paddle's come grouped by class: the same set) -> the rows and the count p
 
 Differences a deployment engineer should know (docs/onnx.md):
 - keep_top_k is applied over the whole batch (per image for batch 1, the exports' batch);
-- Paddle's nms_top_k caps candidates per class before NMS; here each class keeps at most
-  keep_top_k boxes after NMS (the same result whenever a class has <= nms_top_k candidates);
+- nms_top_k (candidates per class before NMS) is kept by zeroing the scores below each
+  class's nms_top_k-th best; a tie at that score keeps every tied box;
 - nms_eta (adaptive NMS) other than 1 is refused.
 """
 import numpy as np
@@ -38,12 +38,15 @@ def multiclass_nms(g, op):
     nms_top_k = int(op.attrs.get("nms_top_k", -1))
     per_class = keep_top_k if keep_top_k > 0 else (nms_top_k if nms_top_k > 0 else 100000)
 
+    nms_scores = scores
+    if nms_top_k > 0:
+        nms_scores = _only_top_k_per_class(g, scores, nms_top_k)
     nms_boxes = boxes
     if not op.attrs.get("normalized", True):
         # Paddle's un-normalized IoU counts pixels (x2 - x1 + 1): the same as x2 + 1.
         nms_boxes = g.node("Add", [boxes, g.constant(np.asarray([0, 0, 1, 1], np.float32))])
     selected = g.node("NonMaxSuppression", [
-        nms_boxes, scores, g.int64s([per_class], "max_per_class"),
+        nms_boxes, nms_scores, g.int64s([per_class], "max_per_class"),
         g.constant(np.asarray([op.attrs.get("nms_threshold", 0.3)], np.float32), "iou"),
         g.constant(np.asarray([op.attrs.get("score_threshold", 0.0)], np.float32), "score")])
 
@@ -87,3 +90,15 @@ def multiclass_nms(g, op):
         flat = g.node("Add", [g.node("Mul", [image, per_image]),
                               g.node("Gather", [box, order], axis=0)])
         g.node("Cast", [flat], op.output("Index"), to=INT32)
+
+
+def _only_top_k_per_class(g, scores, k):
+    """Scores [N, C, M] with all but each class's k best set to 0 (below any threshold)."""
+    boxes = g.node("Slice", [g.node("Shape", [scores]), g.int64s([2]), g.int64s([3])])
+    k = g.node("Min", [boxes, g.int64s([k])])
+    best = g.node("TopK", [scores, k], [g.fresh("best"), g.fresh("best_index")], axis=2,
+                  largest=1, sorted=1)[0]
+    last = g.node("Sub", [k, g.int64s([1])])
+    kth = g.node("Gather", [best, last], axis=2)   # [N, C, 1]
+    keep = g.node("Not", [g.node("Less", [scores, kth])])
+    return g.node("Where", [keep, scores, g.constant(np.float32(0.0), "zero")])

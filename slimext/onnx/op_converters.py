@@ -131,6 +131,9 @@ def scale(g, op):
     dtype = g.program.dtypes.get(op.input("X"), np.dtype("float32"))
     factor, bias = float(op.attrs.get("scale", 1.0)), float(op.attrs.get("bias", 0.0))
     x = _x(g, op)
+    if factor == 1.0 and bias == 0.0:   # what Paddle 2.6's save appends to every output
+        g.node("Identity", [x], _out(op))
+        return
     if not op.attrs.get("bias_after_scale", True):
         bias *= factor   # scale * (x + bias)
     if factor != 1.0:

@@ -54,6 +54,9 @@ def model_prefix(model_dir_or_prefix):
 
 
 def check_export_files(prefix):
+    if not os.path.exists(os.path.dirname(prefix) or "."):
+        raise FileNotFoundError("export folder {!r} does not exist".format(
+            os.path.dirname(prefix)))
     for suffix in (".pdmodel", ".pdiparams"):
         if not os.path.isfile(prefix + suffix):
             raise FileNotFoundError("{}{} does not exist (give an export folder written by "
