@@ -55,7 +55,9 @@ class OnnxRuntimeDetector(ExportedDetector):
         from slimext.onnx import convert_export
         from slimext.onnx.integer_convs import lower_float_output_convs
 
-        model = convert_export(model_dir)
+        # Batch norms folded into the convs: ONNX Runtime folds them itself only into
+        # constant filters, not into filters behind DequantizeLinear.
+        model = convert_export(model_dir, fold_into_convs=True)
         if precision == "int8":
             lower_float_output_convs(model)
         options = ort.SessionOptions()

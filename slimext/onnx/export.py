@@ -3,9 +3,11 @@
     model = convert_export("output_inference/picodet_demo_residual_qat")   # onnx.ModelProto
     export_onnx("output_inference/picodet_demo_residual_qat", "picodet_int8.onnx")
 
-Steps: read the validated old-IR program -> fold batch norms into convs -> one converter
-per op (every op is checked first: an op without a converter stops the export naming it)
--> onnx.checker -> written to a temporary name and renamed.
+Steps: read the validated old-IR program -> (for ONNX Runtime only: fold batch norms and
+bias adds into the convs) -> one converter per op (every op is checked first: an op without
+a converter stops the export naming it) -> onnx.checker -> written to a temporary name and
+renamed. The file keeps the program's own ops, so executed node by node it is the program's
+arithmetic; TensorRT and OpenVINO fold conv + batch norm behind Q/DQ themselves.
 """
 import os
 
@@ -62,8 +64,11 @@ def _drop_nms(program):
     return program
 
 
-def convert_program(program, opset_version=DEFAULT_OPSET, nms=True, graph_name="slimext"):
-    """An ExportedProgram as an onnx.ModelProto (checked)."""
+def convert_program(program, opset_version=DEFAULT_OPSET, nms=True, graph_name="slimext",
+                    fold_into_convs=False):
+    """An ExportedProgram as an onnx.ModelProto (checked). fold_into_convs: batch norms and
+    bias adds become the convs' filters and biases (see fold_batch_norm: what ONNX Runtime
+    needs to run QDQ convs on integer kernels)."""
     import onnx
     from onnx import helper
 
@@ -77,7 +82,8 @@ def convert_program(program, opset_version=DEFAULT_OPSET, nms=True, graph_name="
             "docs/onnx.md".format(program.source or "the program", missing[0],
                                   " (also: {})".format(", ".join(missing[1:]))
                                   if missing[1:] else ""))
-    fold_batch_norms(program)
+    if fold_into_convs:
+        fold_batch_norms(program)
     g = GraphBuilder(program, opset)
     for op in program.ops:
         CONVERTERS[op.type](g, op)
@@ -105,12 +111,13 @@ def _value_info(program, name, onnx_name=None):
     return helper.make_tensor_value_info(onnx_name or name, elem, dims)
 
 
-def convert_export(model_dir, opset_version=DEFAULT_OPSET, nms=True):
+def convert_export(model_dir, opset_version=DEFAULT_OPSET, nms=True, fold_into_convs=False):
     """Read an export folder (or a path prefix) and convert it; an onnx.ModelProto."""
     check_opset(opset_version)
     program = read_program(model_dir)
     name = os.path.basename(os.path.normpath(model_dir)) or "slimext"
-    return convert_program(program, opset_version, nms, graph_name=name)
+    return convert_program(program, opset_version, nms, graph_name=name,
+                           fold_into_convs=fold_into_convs)
 
 
 def export_onnx(model_dir, save_file, opset_version=DEFAULT_OPSET, nms=True):

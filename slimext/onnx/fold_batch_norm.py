@@ -1,7 +1,8 @@
-"""Fold inference batch norms into the convolution before them, before conversion.
+"""Fold inference batch norms into the convolution before them, before conversion (for
+ONNX Runtime, which the runtime asks for; the exported file keeps the program's ops).
 
-A runtime folds conv + batch_norm itself only when the filter is a constant; behind a
-DequantizeLinear it is not, and ONNX Runtime would then run the conv in float. Folding
+ONNX Runtime folds conv + batch_norm itself only when the filter is a constant; behind a
+DequantizeLinear it is not, and it would then run the conv in float. Folding
 here keeps each conv's INT8 filter exact: batch norm scales output channel c by
 f = gamma / sqrt(var + eps), which multiplies that channel's quantization step by |f| (and
 flips the int8 values where f < 0); the shift becomes the conv's bias. Paddle Inference's
