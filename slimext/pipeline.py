@@ -9,12 +9,12 @@
     int8_dir = pipeline.export(CONFIG, qat_weights, "output_inference", slim_config=QAT_YAML)
     ptq_dir, ptq_metrics = pipeline.post_quantize(CONFIG, float_weights, PTQ_YAML,
                                                   "output_inference", evaluate=True)
-    result = pipeline.benchmark([float_dir, int8_dir])     # runtimes: paddle, openvino, onnxruntime
+    result = pipeline.benchmark([float_dir, int8_dir])   # paddle, openvino, onnxruntime
     summary = pipeline.export_onnx(int8_dir, "picodet_int8.onnx")
 
 These are what the tools run (tools/train.py, eval.py, export_model.py, post_quant.py,
-deploy_bench.py, export_onnx.py parse their flags and call them), so a call checks its input as a tool
-does: a bad config, override, slim setting or path raises
+deploy_bench.py, export_onnx.py parse their flags and call them), so a call checks its
+input as a tool does: a bad config, override, slim setting or path raises
 `slimext.commands.errors.UserError` with the fix in its message, before any work starts.
 `overrides` are the `-o` settings as a mapping; dotted keys are nested as on the command
 line ({"TrainReader.batch_size": 8} is {"TrainReader": {"batch_size": 8}}). Functions
