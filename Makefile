@@ -36,7 +36,14 @@ $(OPENVINO_STAMP): $(STAMP) requirements-openvino.txt
 	$(PIP) install -q -c constraints.txt -r requirements-openvino.txt
 	touch $@
 
-test: install $(OPENVINO_STAMP)
+# The ONNX route (export and ONNX Runtime) likewise: its tests always run.
+ONNX_STAMP := $(VENV)/.slimext-onnx
+
+$(ONNX_STAMP): $(STAMP) requirements-onnx.txt
+	$(PIP) install -q -c constraints.txt -r requirements-onnx.txt
+	touch $@
+
+test: install $(OPENVINO_STAMP) $(ONNX_STAMP)
 	$(PY) -m pytest -q tests
 
 # Every supported stack, one after the other (what CI runs).

@@ -20,5 +20,7 @@ setup(
     ],
     # paddleslim is installed with --no-deps by `make install` (see constraints.txt).
     # openvino: the optional second CPU runtime (--runtime openvino), see requirements-openvino.txt.
-    extras_require={"slim": ["paddleslim==2.6.0"], "openvino": ["openvino==2026.4.1"]},
+    # onnx: tools/export_onnx.py and --runtime onnxruntime, see requirements-onnx.txt.
+    extras_require={"slim": ["paddleslim==2.6.0"], "openvino": ["openvino==2026.4.1"],
+                    "onnx": ["onnx==1.23.2", "onnxruntime==1.32.0"]},
 )

@@ -9,11 +9,12 @@
     int8_dir = pipeline.export(CONFIG, qat_weights, "output_inference", slim_config=QAT_YAML)
     ptq_dir, ptq_metrics = pipeline.post_quantize(CONFIG, float_weights, PTQ_YAML,
                                                   "output_inference", evaluate=True)
-    result = pipeline.benchmark([float_dir, int8_dir])
+    result = pipeline.benchmark([float_dir, int8_dir])   # paddle, openvino, onnxruntime
+    summary = pipeline.export_onnx(int8_dir, "picodet_int8.onnx")
 
 These are what the tools run (tools/train.py, eval.py, export_model.py, post_quant.py,
-deploy_bench.py parse their flags and call them), so a call checks its input as a tool
-does: a bad config, override, slim setting or path raises
+deploy_bench.py, export_onnx.py parse their flags and call them), so a call checks its
+input as a tool does: a bad config, override, slim setting or path raises
 `slimext.commands.errors.UserError` with the fix in its message, before any work starts.
 `overrides` are the `-o` settings as a mapping; dotted keys are nested as on the command
 line ({"TrainReader.batch_size": 8} is {"TrainReader": {"batch_size": 8}}). Functions
@@ -375,3 +376,26 @@ def benchmark(model_dirs, runtimes=None, cpu_threads=2, runs=20, warmup=3, max_s
         raise UserError("no case could run; the first: {} {}: {}".format(
             failed[0]["model_dir"], failed[0]["label"], failed[0]["error"]))
     return result
+
+
+def export_onnx(model_dir, save_file, opset_version=None, nms=True):
+    """Write an export (float or QDQ) as ONNX to save_file (temporary name, then renamed);
+    return its summary (opset, node and Q/DQ counts, outputs). nms=False leaves out NMS:
+    the raw boxes and scores are the outputs."""
+    from slimext.onnx import DEFAULT_OPSET, UnsupportedOpError, export_onnx as write_onnx
+
+    if not os.path.isdir(model_dir):
+        raise UserError("export folder {!r} does not exist (write one with "
+                        "tools/export_model.py or tools/post_quant.py)".format(model_dir))
+    if not str(save_file).endswith(".onnx"):
+        raise UserError("--save_file {!r} should end in .onnx".format(save_file))
+    try:
+        import onnx  # noqa: F401
+    except ImportError as error:
+        raise UserError("the ONNX export needs the onnx package ({}): pip install -r "
+                        "requirements-onnx.txt".format(error))
+    try:
+        return write_onnx(model_dir, save_file,
+                          DEFAULT_OPSET if opset_version is None else opset_version, nms)
+    except (FileNotFoundError, UnsupportedOpError, ValueError) as error:
+        raise UserError(str(error))

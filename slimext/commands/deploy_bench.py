@@ -10,7 +10,8 @@ def build_parser():
                         help="export folder(s); give the float and the QDQ export of a model "
                              "to compare fp32 with INT8")
     parser.add_argument("--runtimes", default=None,
-                        help="comma-separated: paddle,openvino (default: every installed one)")
+                        help="comma-separated: paddle,openvino,onnxruntime (default: every "
+                             "installed one)")
     parser.add_argument("--json", default=None, help="also write the result here")
     parser.add_argument("--image_file", default=None,
                         help="image to time (default: a fixed random one at the input size)")

@@ -1,4 +1,5 @@
-"""Detect objects with an exported model (Paddle Inference or OpenVINO); save PNGs with boxes."""
+"""Detect objects with an exported model (Paddle Inference, OpenVINO or ONNX Runtime); save
+PNGs with boxes."""
 import argparse
 import glob
 import os
@@ -16,9 +17,12 @@ def build_parser():
     source.add_argument("--image_file", help="one image")
     source.add_argument("--image_dir", help="every image in this folder")
     parser.add_argument("--output_dir", default="output", help="where the PNGs go")
-    parser.add_argument("--runtime", default="paddle", choices=("paddle", "openvino"),
+    parser.add_argument("--runtime", default="paddle",
+                        choices=("paddle", "openvino", "onnxruntime"),
                         help="paddle: Paddle Inference; openvino: OpenVINO CPU (optional "
-                             "install: pip install -r requirements-openvino.txt)")
+                             "install: pip install -r requirements-openvino.txt); "
+                             "onnxruntime: ONNX Runtime CPU on the export converted to ONNX "
+                             "(pip install -r requirements-onnx.txt)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "onednn", "int8"),
                         help="fp32: plain CPU; onednn: oneDNN fp32 (paddle only); int8: INT8 "
                              "kernels (needs a QAT/PTQ export; checked after loading)")

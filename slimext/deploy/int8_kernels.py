@@ -4,7 +4,8 @@
 reject, silently runs fp32. The optimized program Paddle Inference writes
 (`enable_save_optim_model`) says what ran: convolutions with `mkldnn_data_type` 'int8' and
 the `quantize`/`dequantize`/`requantize` reorders between INT8 and fp32 regions. OpenVINO's
-compiled model says the same through each node's runtime precision.
+compiled model says the same through each node's runtime precision, ONNX Runtime's optimized
+graph through its integer kernels (QLinearConv, ConvInteger, MatMulInteger, ...).
 
     report = paddle_int8_report(optimized_program_path)
     print(report.line())     # INT8 kernels: 98 of 98 convs, 13 other ops (...); 9 quantize, ...
@@ -145,3 +146,32 @@ def confirm_int8(report, model_dir):
         "{} has quantize/dequantize ops but {} ran no convolution in INT8 ({}); the INT8 "
         "passes did not accept its scales: run again with --verbose to see the pass log"
         .format(model_dir, report.runtime, report.line()))
+
+
+# ONNX Runtime's CPU kernels that compute in integers, by what they replace.
+ORT_INT8_CONVS = ("QLinearConv", "ConvInteger", "NhwcQLinearConv")
+ORT_FLOAT_CONVS = ("Conv", "FusedConv", "NchwcConv", "ConvTranspose")
+ORT_INT8_OTHERS = ("MatMulInteger", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat",
+                   "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul", "QLinearConcat",
+                   "QLinearSigmoid", "QLinearLeakyRelu", "QLinearGlobalAveragePool",
+                   "QLinearAveragePool", "QLinearSoftmax", "QLinearReduceMean", "QLinearWhere")
+
+
+def onnxruntime_int8_report(optimized_model):
+    """What ran INT8 in the graph ONNX Runtime optimized (an onnx.ModelProto read from
+    SessionOptions.optimized_model_filepath): integer conv kernels and the Q/DQ left."""
+    convs, int8_convs, fp32_convs = 0, 0, []
+    int8_ops, reorders = collections.Counter(), collections.Counter()
+    for node in optimized_model.graph.node:
+        if node.op_type in ORT_INT8_CONVS:
+            convs += 1
+            int8_convs += 1
+        elif node.op_type in ORT_FLOAT_CONVS:
+            convs += 1
+            fp32_convs.append(node.output[0] if node.output else node.op_type)
+        elif node.op_type in ORT_INT8_OTHERS:
+            int8_ops[node.op_type] += 1
+        elif node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            reorders[node.op_type] += 1
+    return Int8KernelReport("onnxruntime", convs, int8_convs, dict(int8_ops), dict(reorders),
+                            fp32_convs)

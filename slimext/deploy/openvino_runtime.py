@@ -2,6 +2,8 @@
 
 OpenVINO reads `model.pdmodel` directly; a QDQ export's quantize/dequantize pairs become
 FakeQuantize nodes that its CPU plugin runs as INT8 kernels with the exported scales.
+from_onnx=True reads the export converted to ONNX instead (slimext.onnx), the file other
+ONNX runtimes get.
 Install it with `pip install -r requirements-openvino.txt` (or the `openvino` extra).
 """
 import collections
@@ -40,14 +42,15 @@ class OpenVINODetector(ExportedDetector):
     runtime = "openvino"
 
     def __init__(self, model_dir, precision="fp32", cpu_threads=2, verbose=False,
-                 per_node_timing=False):
+                 per_node_timing=False, from_onnx=False):
         if precision not in ("fp32", "int8"):
             raise ValueError("precision {!r} is not offered by openvino; choose fp32 or int8"
                              .format(precision))
         super().__init__(model_dir, precision)
         ov = import_openvino()
         core = ov.Core()
-        model = core.read_model(os.path.join(model_dir, "model.pdmodel"))
+        model = _read_onnx(core, model_dir) if from_onnx else \
+            core.read_model(os.path.join(model_dir, "model.pdmodel"))
         self.compiled = core.compile_model(model, "CPU", {
             "INFERENCE_NUM_THREADS": int(cpu_threads),
             "INFERENCE_PRECISION_HINT": "f32",
@@ -69,6 +72,19 @@ class OpenVINODetector(ExportedDetector):
             self.request.infer({name: inputs[name] for name in self.input_names})
             return [self.request.get_output_tensor(i).data.copy()
                     for i in range(len(self.compiled.outputs))]
+
+
+def _read_onnx(core, model_dir):
+    import tempfile
+
+    import onnx
+
+    from slimext.onnx import convert_export
+
+    with tempfile.TemporaryDirectory(prefix="slimext_ov_onnx_") as folder:
+        path = os.path.join(folder, "model.onnx")
+        onnx.save(convert_export(model_dir), path)
+        return core.read_model(path)   # the graph is read into memory: the file may go
 
 
 def profile_nodes(model_dir, precision, runs=50, warmup=10, cpu_threads=2):

@@ -29,18 +29,23 @@ CASES = {
     ("paddle", "int8"): ("Paddle oneDNN INT8", "int8"),
     ("openvino", "fp32"): ("OpenVINO fp32", "fp32"),
     ("openvino", "int8"): ("OpenVINO INT8", "int8"),
+    ("onnxruntime", "fp32"): ("ONNX Runtime fp32", "fp32"),
+    ("onnxruntime", "int8"): ("ONNX Runtime INT8", "int8"),
 }
-FLOAT_PRECISIONS = {"paddle": ("fp32", "onednn"), "openvino": ("fp32",)}
-QDQ_PRECISIONS = {"paddle": ("int8",), "openvino": ("int8",)}
+FLOAT_PRECISIONS = {"paddle": ("fp32", "onednn"), "openvino": ("fp32",),
+                    "onnxruntime": ("fp32",)}
+QDQ_PRECISIONS = {"paddle": ("int8",), "openvino": ("int8",), "onnxruntime": ("int8",)}
 # INT8 must beat the best fp32 by this much to be worth its accuracy risk.
 MIN_SPEEDUP = 1.1
 
 
 def available_runtimes():
-    """'paddle', plus 'openvino' when it is installed."""
+    """'paddle', plus 'openvino' and 'onnxruntime' when they are installed."""
+    from slimext.deploy.onnxruntime_runtime import onnxruntime_version
     from slimext.deploy.openvino_runtime import openvino_version
 
-    return ("paddle", "openvino") if openvino_version() else ("paddle",)
+    return ("paddle",) + (("openvino",) if openvino_version() else ()) + \
+        (("onnxruntime",) if onnxruntime_version() else ())
 
 
 def applicable_cases(model_dir, runtimes):
@@ -98,6 +103,7 @@ def run_bench(model_dirs, runtimes=None, cpu_threads=2, runs=20, warmup=3, max_s
     first, then timed interleaved (see time_interleaved); a case that cannot run (an INT8
     run without INT8 kernels, a runtime error) becomes a row with its error.
     """
+    from slimext.deploy.onnxruntime_runtime import import_onnxruntime, onnxruntime_version
     from slimext.deploy.openvino_runtime import import_openvino, openvino_version
 
     if isinstance(model_dirs, str):
@@ -105,9 +111,12 @@ def run_bench(model_dirs, runtimes=None, cpu_threads=2, runs=20, warmup=3, max_s
     runtimes = tuple(runtimes or available_runtimes())
     unknown = [r for r in runtimes if r not in FLOAT_PRECISIONS]
     if unknown:
-        raise ValueError("runtime {!r} unknown; choose from paddle, openvino".format(unknown[0]))
+        raise ValueError("runtime {!r} unknown; choose from {}".format(
+            unknown[0], ", ".join(FLOAT_PRECISIONS)))
     if "openvino" in runtimes:
         import_openvino()   # a clear install hint now rather than one failed row per export
+    if "onnxruntime" in runtimes:
+        import_onnxruntime()
     plan = [(d, r, p) for d in model_dirs for r, p in applicable_cases(d, runtimes)]
     load_before = os.getloadavg()[0]
     bar = _progress_bar(len(plan) * (warmup + runs), progress)
@@ -132,6 +141,7 @@ def run_bench(model_dirs, runtimes=None, cpu_threads=2, runs=20, warmup=3, max_s
                    runs=latency.runs)
     machine = describe_machine()
     machine["openvino"] = openvino_version() if "openvino" in runtimes else None
+    machine["onnxruntime"] = onnxruntime_version() if "onnxruntime" in runtimes else None
     result = {"machine": machine, "isa_line": isa_line(machine), "cpu_threads": cpu_threads,
               "runs": runs, "warmup": warmup, "load_average": load_before, "rows": rows}
     result["recommendation"] = recommendation(result)
@@ -191,8 +201,11 @@ def _busy_note(result):
 
 def format_table(result):
     """A markdown table of the rows, headed by the machine line."""
-    lines = ["machine: {}{}".format(result["isa_line"], " | OpenVINO {}".format(
-        result["machine"]["openvino"]) if result["machine"].get("openvino") else ""),
+    versions = "".join(" | {} {}".format(label, result["machine"][key])
+                       for key, label in (("openvino", "OpenVINO"),
+                                          ("onnxruntime", "ONNX Runtime"))
+                       if result["machine"].get(key))
+    lines = ["machine: {}{}".format(result["isa_line"], versions),
         "{} threads, median/p90 of up to {} warm runs, interleaved; load average {:.1f} "
         "at start{}".format(result["cpu_threads"], result["runs"], result["load_average"],
                             _busy_note(result)), "",

@@ -1,17 +1,23 @@
-"""One entry point for every runtime an export can run on (Paddle Inference, OpenVINO).
+"""One entry point for every runtime an export can run on (Paddle Inference, OpenVINO,
+ONNX Runtime).
 
     detector = create_detector("output_inference/model", runtime="openvino", precision="int8")
+    detector = create_detector("output_inference/model", runtime="onnxruntime")
 """
+from slimext.deploy.onnxruntime_runtime import OnnxRuntimeDetector
 from slimext.deploy.openvino_runtime import OpenVINODetector
 from slimext.deploy.predictor import PRECISIONS, DetectorPredictor, runtime_failures
 
 # Which precisions each runtime offers for an export.
-RUNTIME_PRECISIONS = {"paddle": tuple(PRECISIONS), "openvino": ("fp32", "int8")}
+RUNTIME_PRECISIONS = {"paddle": tuple(PRECISIONS), "openvino": ("fp32", "int8"),
+                      "onnxruntime": ("fp32", "int8")}
 
 
 def create_detector(model_dir, runtime="paddle", precision="fp32", cpu_threads=2,
-                    verbose=False):
-    """A predictor for the export on the named runtime ('paddle' or 'openvino').
+                    verbose=False, from_onnx=False):
+    """A predictor for the export on the named runtime ('paddle', 'openvino' or
+    'onnxruntime'). from_onnx=True makes OpenVINO read the export converted to ONNX instead
+    of the .pdmodel (ONNX Runtime always does).
 
     Raises FileNotFoundError (a missing file), ValueError (a bad argument), ImportError
     (a runtime not installed), Int8NotUsedError (INT8 asked, no INT8 kernel ran) and
@@ -24,9 +30,16 @@ def create_detector(model_dir, runtime="paddle", precision="fp32", cpu_threads=2
     if precision not in RUNTIME_PRECISIONS[runtime]:
         raise ValueError("precision {!r} is not offered by {}; choose one of {}".format(
             precision, runtime, ", ".join(RUNTIME_PRECISIONS[runtime])))
+    if from_onnx and runtime == "paddle":
+        raise ValueError("from_onnx applies to openvino (onnxruntime always reads ONNX); "
+                         "Paddle Inference runs the .pdmodel")
     if runtime == "openvino":
         with runtime_failures("OpenVINO", "build", model_dir, precision):
-            return OpenVINODetector(model_dir, precision, cpu_threads, verbose)
+            return OpenVINODetector(model_dir, precision, cpu_threads, verbose,
+                                    from_onnx=from_onnx)
+    if runtime == "onnxruntime":
+        with runtime_failures("ONNX Runtime", "build", model_dir, precision):
+            return OnnxRuntimeDetector(model_dir, precision, cpu_threads, verbose)
     return DetectorPredictor(model_dir, precision, cpu_threads, verbose)
 
 
