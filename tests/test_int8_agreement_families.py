@@ -101,14 +101,18 @@ def _op_types(model_dir):
 def test_se_module_int8_matches_fake_quant(tmp_path):
     """oneDNN ran the SE global pool as an INT8 pool2d on its input's scale: the pooled
     vector was rounded to that coarse grid (0.0047 of the range before the export rewrote
-    it); as a float mean the INT8 run equals fake-quant."""
+    it); as a float mean the INT8 run equals fake-quant (~1e-7), except that a pooled value
+    on a rounding boundary may land one step of conv1's input away (float summation order:
+    up to 0.003 seen on Paddle 2.6), hence one output step as the bound here; the pool test
+    below is the numeric check."""
     report, x, fake_quant = _quantize_and_export(esnet.SEModule(16), str(tmp_path))
     assert report["global_pools_as_mean"] == 1
     types = _op_types(str(tmp_path))
     assert "reduce_mean" in types and "pool2d" not in types
     int8, kernels = _run(str(tmp_path), "int8", x)
     assert kernels.int8_convs == kernels.convs == 4, kernels.line()
-    assert _relative(int8, fake_quant) < TOLERANCE
+    assert "pool2d" not in kernels.int8_ops
+    assert _relative(int8, fake_quant) < 1.0 / 127
 
 
 def test_pool_without_quantized_input_int8_matches_fake_quant(tmp_path):
@@ -137,3 +141,64 @@ def test_inverted_residual_int8_matches_its_export(tmp_path):
     # Left: fake-quant clips at -scale, the program and oneDNN at -128/127 scale (values
     # below the calibrated range only): within one step of the output's quantizer.
     assert _relative(int8, fake_quant) < 1.0 / 127
+
+
+class TinyYolo(nn.Layer):
+    """Three feature levels into ppdet's YOLOv3Head, whose output convs ppdet marks
+    skip_quant (as YOLOv3-MobileNetV3 exports them)."""
+
+    def __init__(self):
+        from ppdet.modeling.heads.yolo_head import YOLOv3Head
+
+        super().__init__()
+        self.stem = nn.Conv2D(3, 8, 3, stride=2, padding=1)
+        self.levels = nn.LayerList([nn.Conv2D(8, 8, 3, stride=2, padding=1) for _ in range(3)])
+        self.yolo_head = YOLOv3Head(in_channels=[8, 8, 8], num_classes=2, loss=None)
+
+    def forward(self, x):
+        feats, y = [], nn.functional.relu(self.stem(x))
+        for level in self.levels:
+            y = nn.functional.relu(level(y))
+            feats.append(y)
+        outputs = self.yolo_head(feats[::-1])
+        return paddle.concat([o.flatten(1) for o in outputs], axis=1)
+
+
+def _yolo_export(out_dir, rules=None):
+    import yaml
+
+    paddle.seed(0)
+    model = TinyYolo()
+    model.eval()
+    batches = _batches()
+    ptq = PTQCalibrator(backend="onednn", algo="abs_max", input_shape=(1, 3, SIZE, SIZE),
+                        rules=rules)
+    model = ptq.quantize(model, lambda m: [m(b) for b in batches],
+                         example_inputs=[batches[0][:1]])
+    spec = [paddle.static.InputSpec([1, 3, SIZE, SIZE], "float32", "image")]
+    ptq.save_quantized_model(model, os.path.join(out_dir, "model"), input_spec=spec)
+    with open(os.path.join(out_dir, "infer_cfg.yml"), "w") as f:
+        yaml.safe_dump({"label_list": ["a", "b"], "Preprocess": [{"type": "Permute"}]}, f)
+
+
+def test_kernel_line_names_the_skip_quant_yolo_output_convs(tmp_path):
+    from slimext.deploy.predictor import DetectorPredictor
+
+    _yolo_export(str(tmp_path))
+    report = DetectorPredictor(str(tmp_path), "int8").int8_report
+    assert report.convs == 7 and report.int8_convs == 4, report.line()
+    # Every fp32 conv is explained: the model's own skip_quant, not a refused INT8 pass.
+    assert set(report.fp32_reasons) == set(report.fp32_convs)
+    assert "3 convs fp32: yolo_head.yolo_output.{0,1,2} (planned float: model skip_quant)" \
+        in report.line()
+
+
+def test_rule_cannot_quantize_the_yolo_output_convs(tmp_path):
+    """ppdet calls the output convs through a plain Python list (`self.yolo_outputs[i]`),
+    not through the wrappers quantization puts in their place: a rule asking for them
+    stops with the layers named rather than exporting float convs as quantized."""
+    from slimext.quant.calibration import CalibrationError
+
+    with pytest.raises(CalibrationError, match=r"yolo_head\.yolo_output\.0/input"):
+        _yolo_export(str(tmp_path), rules=[{"match": "yolo_head.yolo_output.*",
+                                            "skip": False}])

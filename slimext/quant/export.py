@@ -166,7 +166,8 @@ def _export(model, path, input_spec, plan, handler, strict):
             quantizers = {scale_tensor(q).name: (name, q) for name, q in
                           all_quantizers(model, plan).items() if not name.endswith("/weight")}
             report = _convert_and_validate(staging, base, plan, handler, backend,
-                                           sorted(join_outputs), strict, quantizers)
+                                           sorted(join_outputs), strict, quantizers,
+                                           _float_layers(model, plan))
             set_model_scales(report["tensor_scales_unified"], quantizers)
             move_into_place(staging, (base + ".pdmodel", base + ".pdiparams", SIDECAR), out_dir)
     finally:
@@ -177,8 +178,20 @@ def _export(model, path, input_spec, plan, handler, strict):
     return report
 
 
+def _float_layers(model, plan):
+    """The conv/linear layers the plan leaves float, with their weight's name: the INT8
+    kernel report names them and says why they run fp32."""
+    layers = dict(model.named_sublayers())
+    found = []
+    for layer in plan.layers:
+        weight = getattr(layers.get(layer.path), "weight", None)
+        if layer.skipped and weight is not None:
+            found.append({"path": layer.path, "reason": layer.source, "weight": weight.name})
+    return found
+
+
 def _convert_and_validate(staging, base, plan, handler, backend, join_outputs, strict,
-                          quantizers):
+                          quantizers, float_layers):
     place = paddle.CPUPlace()
     scope = paddle.static.Scope()
     paddle.enable_static()
@@ -205,6 +218,7 @@ def _convert_and_validate(staging, base, plan, handler, backend, join_outputs, s
             report["conv_biases_folded"] = folded_biases
             report["global_pools_as_mean"] = float_pools
             report["tensor_scales_unified"] = unified
+            report["float_layers"] = float_layers
             paddle.static.save_inference_model(
                 os.path.join(staging, base),
                 [program.global_block().var(n) for n in feeds], fetches, exe,
