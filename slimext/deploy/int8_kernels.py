@@ -85,11 +85,15 @@ class Int8KernelReport:
 
 
 def _compact_paths(paths):
-    """['a.b.0', 'a.b.1', 'c'] -> 'a.b.{0,1}, c' (paths sharing all but the last part)."""
-    groups = collections.OrderedDict()
+    """['a.b.0', 'a.b.1', 'c', 'c'] -> 'a.b.{0,1}, c x2' (paths sharing all but the last
+    part; a layer run several times is one conv op per call)."""
+    counts = collections.OrderedDict()
     for path in paths:
+        counts[path] = counts.get(path, 0) + 1
+    groups = collections.OrderedDict()
+    for path, count in counts.items():
         head, _, tail = path.rpartition(".")
-        groups.setdefault(head, []).append(tail)
+        groups.setdefault(head, []).append(tail + (" x{}".format(count) if count > 1 else ""))
     texts = []
     for head, tails in groups.items():
         if not head:
@@ -163,6 +167,8 @@ def explain_fp32_convs(report, model_dir):
         float_layers = json.load(f).get("report", {}).get("float_layers", [])
     by_weight = {layer["weight"]: (layer["path"], layer["reason"]) for layer in float_layers}
     for output, weight in zip(report.fp32_convs, report.fp32_filters):
+        # A float filter stored as an exact INT8 copy reads '<weight>@dequantized'.
+        weight = (weight or "").split("@")[0]
         if weight in by_weight:
             report.fp32_reasons[output] = by_weight[weight]
     return report

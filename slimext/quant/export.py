@@ -2,7 +2,8 @@
 
 Steps: trace with the join quantizers active -> drop fake-quant ops whose bit width the
 backend cannot execute (that region stays float, with a warning) -> convert fake-quant
-ops to quantize_linear/dequantize_linear with INT8 weight storage -> one scale per tensor
+ops to quantize_linear/dequantize_linear with INT8 weight storage, on the integers the
+model's weight quantizers compute (slimext.quant.weight_rounding) -> one scale per tensor
 (slimext.quant.tensor_scales; the model's quantizers get the same values) -> put conv biases in the
 form the runtime fuses (slimext.deploy.conv_bias) -> global average pools as a float mean
 where the backend's INT8 pool would not match fake-quant (slimext.deploy.global_pool) ->
@@ -23,6 +24,7 @@ from slimext.quant.apply import quantizer_key
 from slimext.quant.backends import get_backend
 from slimext.quant.quantizers import all_quantizers
 from slimext.quant.tensor_scales import set_model_scales, unify_tensor_scales
+from slimext.quant.weight_rounding import match_int8_weights, weights_from_model
 from slimext.quant.validate import FAKE_QDQ_TYPES, SIDECAR, validate_program
 from slimext.compat.quantizer_internals import (remove_act_preprocess, restore_act_preprocess,
                                                 scale_tensor)
@@ -167,7 +169,8 @@ def _export(model, path, input_spec, plan, handler, strict):
                           all_quantizers(model, plan).items() if not name.endswith("/weight")}
             report = _convert_and_validate(staging, base, plan, handler, backend,
                                            sorted(join_outputs), strict, quantizers,
-                                           _float_layers(model, plan))
+                                           _float_layers(model, plan),
+                                           weights_from_model(model))
             set_model_scales(report["tensor_scales_unified"], quantizers)
             move_into_place(staging, (base + ".pdmodel", base + ".pdiparams", SIDECAR), out_dir)
     finally:
@@ -191,7 +194,7 @@ def _float_layers(model, plan):
 
 
 def _convert_and_validate(staging, base, plan, handler, backend, join_outputs, strict,
-                          quantizers, float_layers):
+                          quantizers, float_layers, fake_weights):
     place = paddle.CPUPlace()
     scope = paddle.static.Scope()
     paddle.enable_static()
@@ -205,6 +208,7 @@ def _convert_and_validate(staging, base, plan, handler, backend, join_outputs, s
                 logger.warning("%s-bit quantizer %s cannot run on %s: that place is exported "
                                "in float", bits, scale_var, backend.name)
             program = _to_qdq(program, scope, place)
+            weights_rounded = match_int8_weights(program, scope, place, fake_weights)
             unified = (unify_tensor_scales(program, scope, place, quantizers)
                        if backend.one_scale_per_tensor else [])
             constants = _store_constant_weights_as_int8(program, scope, place)
@@ -219,6 +223,7 @@ def _convert_and_validate(staging, base, plan, handler, backend, join_outputs, s
             report["global_pools_as_mean"] = float_pools
             report["tensor_scales_unified"] = unified
             report["float_layers"] = float_layers
+            report["weight_elements_rounded_as_model"] = weights_rounded
             paddle.static.save_inference_model(
                 os.path.join(staging, base),
                 [program.global_block().var(n) for n in feeds], fetches, exe,
