@@ -15,11 +15,10 @@ import paddle
 import paddle.nn as nn
 import pytest
 
+from ppdet.modeling.backbones import esnet
 from slimext.deploy.int8_kernels import paddle_int8_report
 from slimext.deploy.predictor import create_config
 from slimext.quant import PTQCalibrator
-
-esnet = pytest.importorskip("ppdet.modeling.backbones.esnet")
 
 SIZE = 32
 TOLERANCE = 1e-4
