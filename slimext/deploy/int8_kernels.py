@@ -22,6 +22,7 @@ REORDER_OP_TYPES = ("quantize", "dequantize", "requantize")
 QDQ_OP_PREFIXES = ("quantize_linear", "dequantize_linear", "fake_quantize", "fake_dequantize",
                    "fake_channel_wise")
 INT8_PRECISIONS = ("i8", "u8")
+PLAN_SIDECAR = "quant_plan.json"   # slimext.quant.validate.SIDECAR (no import: deploy-only)
 
 
 class Int8NotUsedError(RuntimeError):
@@ -36,6 +37,10 @@ class Int8KernelReport:
     int8_ops: dict = field(default_factory=dict)     # non-conv op type -> count run in INT8
     reorders: dict = field(default_factory=dict)     # reorder op type -> count
     fp32_convs: list = field(default_factory=list)   # output names of convs left in fp32
+    fp32_filters: list = field(default_factory=list)  # their filter names, same order
+    # output name -> (layer path, why it is float), for the fp32 convs the export planned
+    # float (explain_fp32_convs); the others the INT8 passes kept fp32 on their own.
+    fp32_reasons: dict = field(default_factory=dict)
 
     @property
     def used_int8(self):
@@ -52,12 +57,53 @@ class Int8KernelReport:
         if self.reorders:
             text += "; " + ", ".join("{} {}".format(n, op) for op, n in sorted(
                 self.reorders.items()))
+        if self.fp32_convs:
+            text += "; " + self.fp32_line()
         return text + " [{}]".format(self.runtime)
+
+    def fp32_line(self):
+        """'3 convs fp32: yolo_head.yolo_output.{0,1,2} (planned float: model skip_quant)'."""
+        by_reason = collections.OrderedDict()
+        for output in self.fp32_convs:
+            path, reason = self.fp32_reasons.get(output, (output, None))
+            by_reason.setdefault(reason, []).append(path)
+        parts = []
+        for reason, paths in by_reason.items():
+            why = ("planned float: {}".format(reason) if reason else
+                   "not planned float: the INT8 passes kept them fp32; --verbose shows "
+                   "their log")
+            parts.append("{} ({})".format(_compact_paths(paths), why))
+        return "{} conv{} fp32: {}".format(len(self.fp32_convs),
+                                           "" if len(self.fp32_convs) == 1 else "s",
+                                           "; ".join(parts))
 
     def as_dict(self):
         return {"runtime": self.runtime, "convs": self.convs, "int8_convs": self.int8_convs,
                 "int8_ops": dict(self.int8_ops), "reorders": dict(self.reorders),
-                "fp32_convs": list(self.fp32_convs), "line": self.line()}
+                "fp32_convs": list(self.fp32_convs),
+                "fp32_reasons": {k: list(v) for k, v in self.fp32_reasons.items()},
+                "line": self.line()}
+
+
+def _compact_paths(paths):
+    """['a.b.0', 'a.b.1', 'c', 'c'] -> 'a.b.{0,1}, c x2' (paths sharing all but the last
+    part; a layer run several times is one conv op per call)."""
+    counts = collections.OrderedDict()
+    for path in paths:
+        counts[path] = counts.get(path, 0) + 1
+    groups = collections.OrderedDict()
+    for path, count in counts.items():
+        head, _, tail = path.rpartition(".")
+        groups.setdefault(head, []).append(tail + (" x{}".format(count) if count > 1 else ""))
+    texts = []
+    for head, tails in groups.items():
+        if not head:
+            texts.extend(tails)
+        elif len(tails) == 1:
+            texts.append("{}.{}".format(head, tails[0]))
+        else:
+            texts.append("{}.{{{}}}".format(head, ",".join(tails)))
+    return ", ".join(texts)
 
 
 def _read_program(path):
@@ -88,7 +134,7 @@ def is_qdq_program(model_path):
 
 def paddle_int8_report(optimized_program_path):
     """What ran INT8 in the program Paddle Inference optimized (`_optimized.pdmodel`)."""
-    convs, int8_convs, fp32_convs = 0, 0, []
+    convs, int8_convs, fp32_convs, fp32_filters = 0, 0, [], []
     int8_ops, reorders = collections.Counter(), collections.Counter()
     for op in _all_ops(_read_program(optimized_program_path)):
         int8 = _string_attr(op, "mkldnn_data_type") == "int8"
@@ -99,12 +145,34 @@ def paddle_int8_report(optimized_program_path):
             else:
                 outputs = [name for var in op.outputs for name in var.arguments]
                 fp32_convs.append(outputs[0] if outputs else op.type)
+                fp32_filters.append(next((var.arguments[0] for var in op.inputs
+                                          if var.parameter == "Filter" and var.arguments),
+                                         None))
         elif op.type in REORDER_OP_TYPES:
             reorders[op.type] += 1
         elif int8:
             int8_ops[op.type] += 1
     return Int8KernelReport("paddle", convs, int8_convs, dict(int8_ops), dict(reorders),
-                            fp32_convs)
+                            fp32_convs, fp32_filters)
+
+
+def explain_fp32_convs(report, model_dir):
+    """Name the layer and reason of each fp32 conv the export planned float, from the
+    export's quant_plan.json ('float_layers': filter name -> layer path, reason)."""
+    import json
+
+    sidecar = os.path.join(model_dir, PLAN_SIDECAR)
+    if not os.path.isfile(sidecar):
+        return report
+    with open(sidecar) as f:
+        float_layers = json.load(f).get("report", {}).get("float_layers", [])
+    by_weight = {layer["weight"]: (layer["path"], layer["reason"]) for layer in float_layers}
+    for output, weight in zip(report.fp32_convs, report.fp32_filters):
+        # A float filter stored as an exact INT8 copy reads '<weight>@dequantized'.
+        weight = (weight or "").split("@")[0]
+        if weight in by_weight:
+            report.fp32_reasons[output] = by_weight[weight]
+    return report
 
 
 def openvino_int8_report(compiled_model):

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from slimext.compat.inference import check_program_readable, use_int8_capable_pipeline
-from slimext.deploy.int8_kernels import Int8NotUsedError, confirm_int8, paddle_int8_report
+from slimext.deploy.int8_kernels import (Int8NotUsedError, confirm_int8, explain_fp32_convs,
+                                         paddle_int8_report)
 from slimext.deploy.native_log import capture_native_stderr
 from slimext.deploy.preprocess import Preprocess, read_infer_cfg
 
@@ -181,7 +182,8 @@ class DetectorPredictor(ExportedDetector):
                         "Paddle Inference wrote no optimized program for {}, so its INT8 "
                         "kernels cannot be confirmed (an old-IR .pdmodel export is needed)"
                         .format(model_dir))
-                self.int8_report = paddle_int8_report(optimized)
+                self.int8_report = explain_fp32_convs(paddle_int8_report(optimized),
+                                                      model_dir)
         if precision == "int8":
             confirm_int8(self.int8_report, model_dir)
         self.input_names = self.predictor.get_input_names()

@@ -33,6 +33,13 @@ class BackendProfile:
     concat: PlacementRule
     gate: PlacementRule
     executable_bits: Tuple[int, ...]
+    # Global average pools exported as a float mean: the runtime's INT8 pool keeps one
+    # scale through the pool, which the fake-quant model never simulated
+    # (slimext.deploy.global_pool).
+    global_pool_as_mean: bool = False
+    # The runtime keeps one scale per tensor: quantizers reading one tensor (directly or
+    # through split/reshape/concat...) get one scale at export (slimext.quant.tensor_scales).
+    one_scale_per_tensor: bool = True
 
     def rule_for(self, kind):
         # A subtraction (or an n-way add) is placed like an addition: same fused kernels,
@@ -57,11 +64,14 @@ BACKENDS = {
                     "before it runs INT8 only when its residual input and its output have "
                     "scales; inputs may keep their own scales; concat takes one scale; an "
                     "SE gate gets scales on both inputs and the output (without them oneDNN "
-                    "takes the gated map's scale from the pooled branch and clips it).",
+                    "takes the gated map's scale from the pooled branch and clips it); "
+                    "global average pools run as a float mean (its INT8 pool2d keeps "
+                    "one scale through the pool).",
         add=PlacementRule(inputs="all", output=True, share="none"),
         concat=ONE_SCALE,
         gate=PlacementRule(inputs="all", output=True, share="none"),
         executable_bits=(8,),
+        global_pool_as_mean=True,
     ),
     "tensorrt": BackendProfile(
         name="tensorrt",

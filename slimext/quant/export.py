@@ -2,8 +2,12 @@
 
 Steps: trace with the join quantizers active -> drop fake-quant ops whose bit width the
 backend cannot execute (that region stays float, with a warning) -> convert fake-quant
-ops to quantize_linear/dequantize_linear with INT8 weight storage -> put conv biases in the
-form the runtime fuses (slimext.deploy.conv_bias) -> validate -> write to a temporary name
+ops to quantize_linear/dequantize_linear with INT8 weight storage, on the integers the
+model's weight quantizers compute (slimext.quant.weight_rounding) -> one scale per tensor
+(slimext.quant.tensor_scales; the model's quantizers get the same values) -> put conv biases in the
+form the runtime fuses (slimext.deploy.conv_bias) -> global average pools as a float mean
+where the backend's INT8 pool would not match fake-quant (slimext.deploy.global_pool) ->
+validate -> write to a temporary name
 and rename into place, so an existing export survives any failure.
 """
 import logging
@@ -14,9 +18,13 @@ import paddle
 from slimext.compat.program_editing import insert_op, remove_op, rename_input, sync_with_cpp
 from slimext.compat.tracing import export_tracing
 from slimext.deploy.conv_bias import fold_conv_biases
+from slimext.deploy.global_pool import global_pools_as_mean
 from slimext.fileio import atomic_write_json, move_into_place, staging_dir
 from slimext.quant.apply import quantizer_key
 from slimext.quant.backends import get_backend
+from slimext.quant.quantizers import all_quantizers
+from slimext.quant.tensor_scales import set_model_scales, unify_tensor_scales
+from slimext.quant.weight_rounding import match_int8_weights, weights_from_model
 from slimext.quant.validate import FAKE_QDQ_TYPES, SIDECAR, validate_program
 from slimext.compat.quantizer_internals import (remove_act_preprocess, restore_act_preprocess,
                                                 scale_tensor)
@@ -157,8 +165,13 @@ def _export(model, path, input_spec, plan, handler, strict):
                                                     full_graph=True)
                 paddle.jit.save(static_model, os.path.join(staging, "traced"),
                                 input_spec=input_spec)
+            quantizers = {scale_tensor(q).name: (name, q) for name, q in
+                          all_quantizers(model, plan).items() if not name.endswith("/weight")}
             report = _convert_and_validate(staging, base, plan, handler, backend,
-                                           sorted(join_outputs), strict)
+                                           sorted(join_outputs), strict, quantizers,
+                                           _float_layers(model, plan),
+                                           weights_from_model(model))
+            set_model_scales(report["tensor_scales_unified"], quantizers)
             move_into_place(staging, (base + ".pdmodel", base + ".pdiparams", SIDECAR), out_dir)
     finally:
         restore_act_preprocess(preprocess)
@@ -168,7 +181,20 @@ def _export(model, path, input_spec, plan, handler, strict):
     return report
 
 
-def _convert_and_validate(staging, base, plan, handler, backend, join_outputs, strict):
+def _float_layers(model, plan):
+    """The conv/linear layers the plan leaves float, with their weight's name: the INT8
+    kernel report names them and says why they run fp32."""
+    layers = dict(model.named_sublayers())
+    found = []
+    for layer in plan.layers:
+        weight = getattr(layers.get(layer.path), "weight", None)
+        if layer.skipped and weight is not None:
+            found.append({"path": layer.path, "reason": layer.source, "weight": weight.name})
+    return found
+
+
+def _convert_and_validate(staging, base, plan, handler, backend, join_outputs, strict,
+                          quantizers, float_layers, fake_weights):
     place = paddle.CPUPlace()
     scope = paddle.static.Scope()
     paddle.enable_static()
@@ -182,14 +208,22 @@ def _convert_and_validate(staging, base, plan, handler, backend, join_outputs, s
                 logger.warning("%s-bit quantizer %s cannot run on %s: that place is exported "
                                "in float", bits, scale_var, backend.name)
             program = _to_qdq(program, scope, place)
+            weights_rounded = match_int8_weights(program, scope, place, fake_weights)
+            unified = (unify_tensor_scales(program, scope, place, quantizers)
+                       if backend.one_scale_per_tensor else [])
             constants = _store_constant_weights_as_int8(program, scope, place)
             folded_biases = fold_conv_biases(program)
+            float_pools = global_pools_as_mean(program) if backend.global_pool_as_mean else 0
             scale_vars = _scale_vars(plan, handler)
             report = validate_program(program, scope, plan, scale_vars, backend,
                                       join_outputs=join_outputs, strict=strict)
             report["float_regions"] = [{"scale": s, "bits": b} for s, b in dropped]
             report["int8_constants"] = constants
             report["conv_biases_folded"] = folded_biases
+            report["global_pools_as_mean"] = float_pools
+            report["tensor_scales_unified"] = unified
+            report["float_layers"] = float_layers
+            report["weight_elements_rounded_as_model"] = weights_rounded
             paddle.static.save_inference_model(
                 os.path.join(staging, base),
                 [program.global_block().var(n) for n in feeds], fetches, exe,
