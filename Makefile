@@ -26,9 +26,6 @@ $(STAMP): stacks/$(STACK).txt requirements-extra.txt constraints.txt setup.py
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
-demo: install
-	$(PY) -m slimext.demo --workdir demo_output
-
 # The optional OpenVINO runtime is part of the test stack, so its tests always run.
 OPENVINO_STAMP := $(VENV)/.slimext-openvino
 
@@ -42,6 +39,10 @@ ONNX_STAMP := $(VENV)/.slimext-onnx
 $(ONNX_STAMP): $(STAMP) requirements-onnx.txt
 	$(PIP) install -q -c constraints.txt -r requirements-onnx.txt
 	touch $@
+
+# The demo times every runtime side by side, so it installs the optional ones too.
+demo: install $(OPENVINO_STAMP) $(ONNX_STAMP)
+	$(PY) -m slimext.demo --workdir demo_output
 
 test: install $(OPENVINO_STAMP) $(ONNX_STAMP)
 	$(PY) -m pytest -q tests
