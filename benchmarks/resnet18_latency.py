@@ -4,7 +4,9 @@ Latency does not depend on what the weights learned, so this trains only briefly
 steps of benchmarks/resnet18_qat.py on a small split, each in a fresh process), exports the
 float model and both QAT models, then times Paddle Inference oneDNN fp32 and the two oneDNN
 INT8 programs interleaved (one run of each per round: machine load hits all alike) and
-counts, from each INT8 pass log, the residual adds fused into INT8 convolutions. Writes
+counts, from each INT8 pass log, the residual adds fused into INT8 convolutions. OpenVINO
+(reading the Paddle program) and ONNX Runtime (on slimext's ONNX conversion) run the float
+and the ResidualQAT export in the same interleaved rounds when they are installed. Writes
 benchmarks/results/resnet18_latency.{json,md}. Accuracy lives in benchmarks/qat_compare.py.
 
     python -m benchmarks.resnet18_latency [--workdir bench_output/resnet18_latency] [--runs 60]
@@ -46,6 +48,61 @@ def _fused_residual_convs(pass_log):
     return sum(int(c) for c in counts)
 
 
+# (method, runtime, precision, label) timed beside Paddle's when the runtime is installed.
+OTHER_RUNTIME_CASES = (("float", "openvino", "fp32", "float, OpenVINO fp32"),
+                       ("residual_qat", "openvino", "int8", "ResidualQAT, OpenVINO INT8"),
+                       ("float", "onnxruntime", "fp32", "float, ONNX Runtime fp32"),
+                       ("residual_qat", "onnxruntime", "int8", "ResidualQAT, ONNX Runtime INT8"))
+
+
+def _openvino_runner(model_dir, x, cpu_threads):
+    from slimext.deploy.openvino_runtime import import_openvino
+
+    core = import_openvino().Core()
+    compiled = core.compile_model(core.read_model(os.path.join(model_dir, "model.pdmodel")),
+                                  "CPU", {"INFERENCE_NUM_THREADS": cpu_threads,
+                                          "INFERENCE_PRECISION_HINT": "f32",
+                                          "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    return lambda: request.infer([x])
+
+
+def _onnxruntime_runner(model_dir, precision, x, cpu_threads):
+    from slimext.deploy.onnxruntime_runtime import import_onnxruntime
+    from slimext.onnx import convert_export
+    from slimext.onnx.integer_convs import lower_float_output_convs
+
+    ort = import_onnxruntime()
+    model = convert_export(model_dir, fold_into_convs=True)   # as the ORT runtime builds it
+    if precision == "int8":
+        lower_float_output_convs(model)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = cpu_threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda: session.run(None, {name: x})
+
+
+def other_runtime_cases(dirs, x, cpu_threads):
+    """(row, runner) for every installed runtime besides Paddle's."""
+    from slimext.deploy.onnxruntime_runtime import onnxruntime_version
+    from slimext.deploy.openvino_runtime import openvino_version
+
+    installed = {"openvino": openvino_version(), "onnxruntime": onnxruntime_version()}
+    cases = []
+    for method, runtime, precision, label in OTHER_RUNTIME_CASES:
+        if not installed[runtime]:
+            continue
+        runner = _openvino_runner(dirs[method], x, cpu_threads) if runtime == "openvino" \
+            else _onnxruntime_runner(dirs[method], precision, x, cpu_threads)
+        for _ in range(5):
+            runner()
+        cases.append(({"case": label, "method": method, "precision": precision,
+                       "runtime": runtime, "fused_residual_convs": None}, runner))
+    return cases
+
+
 def time_cases(dirs, runs, max_seconds, cpu_threads=2):
     """Rows of median/p90 ms per case, timed round-robin in this process."""
     from paddle import inference
@@ -69,6 +126,9 @@ def time_cases(dirs, runs, max_seconds, cpu_threads=2):
         rows.append({"case": label, "method": method, "precision": precision,
                      "fused_residual_convs": _fused_residual_convs(log.text)
                      if precision == "int8" else None})
+    for row, runner in other_runtime_cases(dirs, x, cpu_threads):
+        rows.append(row)
+        runners.append(runner)
     for row, times in zip(rows, time_interleaved(runners, runs, max_seconds)):
         row.update(median_ms=float(np.median(times)), p90_ms=float(np.percentile(times, 90)),
                    runs=len(times))
@@ -76,7 +136,7 @@ def time_cases(dirs, runs, max_seconds, cpu_threads=2):
 
 
 def render_markdown(result):
-    rows = {row["method"]: row for row in result["rows"]}
+    rows = {row["method"]: row for row in result["rows"] if "runtime" not in row}   # Paddle's
     lines = ["# ResNet-18 224 INT8 latency", "",
              "Reproduce: `python -m benchmarks.resnet18_latency`. Briefly trained weights "
              "(latency only), batch 1, {} threads, interleaved.".format(result["cpu_threads"]),
@@ -90,6 +150,13 @@ def render_markdown(result):
     lines += ["", "ResidualQAT INT8 / PaddleSlim INT8: {:.2f}; ResidualQAT INT8 / oneDNN fp32: "
               "{:.2f}".format(rows["residual_qat"]["median_ms"] / rows["paddleslim_qat"]["median_ms"],
                               rows["residual_qat"]["median_ms"] / rows["float"]["median_ms"])]
+    other = {(r["runtime"], r["precision"]): r["median_ms"] for r in result["rows"]
+             if "runtime" in r}
+    best_fp32 = min([rows["float"]["median_ms"]] + [ms for (_, p), ms in other.items()
+                                                     if p == "fp32"])
+    best_int8 = min([rows["residual_qat"]["median_ms"], rows["paddleslim_qat"]["median_ms"]] +
+                    [ms for (_, p), ms in other.items() if p == "int8"])
+    lines.append("Best INT8 / best fp32 over every runtime: {:.2f}".format(best_int8 / best_fp32))
     return "\n".join(lines)
 
 
