@@ -98,20 +98,19 @@ def _op_types(model_dir):
 
 
 def test_se_module_int8_matches_fake_quant(tmp_path):
-    """oneDNN ran the SE global pool as an INT8 pool2d on its input's scale: the pooled
-    vector was rounded to that coarse grid (0.0047 of the range before the export rewrote
-    it); as a float mean the INT8 run equals fake-quant (~1e-7), except that a pooled value
-    on a rounding boundary may land one step of conv1's input away (float summation order:
-    up to 0.003 seen on Paddle 2.6), hence one output step as the bound here; the pool test
-    below is the numeric check."""
+    """The SE gate quantizes the map, so oneDNN's INT8 pool2d averages on that map's step
+    (the fast form; a float mean costs layout reorders): the pooled vector lands at most
+    step of conv1's input quantizer away from fake-quant, which conv1, conv2 and the gate
+    carry to the output as about one output step (0.0047-0.0080 of the range seen), hence
+    two output steps as the bound; the pool test below is the exact check of the rewrite
+    that a map without a quantizer needs."""
     report, x, fake_quant = _quantize_and_export(esnet.SEModule(16), str(tmp_path))
-    assert report["global_pools_as_mean"] == 1
+    assert report["global_pools_as_mean"] == 0
     types = _op_types(str(tmp_path))
-    assert "reduce_mean" in types and "pool2d" not in types
+    assert "pool2d" in types and "reduce_mean" not in types
     int8, kernels = _run(str(tmp_path), "int8", x)
     assert kernels.int8_convs == kernels.convs == 4, kernels.line()
-    assert "pool2d" not in kernels.int8_ops
-    assert _relative(int8, fake_quant) < 1.0 / 127
+    assert _relative(int8, fake_quant) < 2.0 / 127
 
 
 def test_pool_without_quantized_input_int8_matches_fake_quant(tmp_path):
@@ -136,10 +135,13 @@ def test_inverted_residual_int8_matches_its_export(tmp_path):
     int8, kernels = _run(str(tmp_path), "int8", x)
     export_float, _ = _run(str(tmp_path), "fp32", x)
     assert kernels.int8_convs == kernels.convs, kernels.line()
-    assert _relative(int8, export_float) < TOLERANCE
+    # The block's SE pool reads a quantized map, so it runs as an INT8 pool2d (fast) whose
+    # averages land on that map's step: about one output step from the export's float run
+    # (0.009 seen; the tensors' scales, unified, add nothing: 0 with the pool as a mean).
+    assert _relative(int8, export_float) < 2.0 / 127
     # Left: fake-quant clips at -scale, the program and oneDNN at -128/127 scale (values
-    # below the calibrated range only): within one step of the output's quantizer.
-    assert _relative(int8, fake_quant) < 1.0 / 127
+    # below the calibrated range only), and the INT8 SE pool above: two output steps.
+    assert _relative(int8, fake_quant) < 2.0 / 127
 
 
 class TinyYolo(nn.Layer):
