@@ -78,6 +78,7 @@ def _onnxruntime_runner(model_dir, precision, x, cpu_threads):
         lower_float_output_convs(model)
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = cpu_threads, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")   # as the runtime
     session = ort.InferenceSession(model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name

@@ -63,6 +63,9 @@ class OnnxRuntimeDetector(ExportedDetector):
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(cpu_threads)
         options.inter_op_num_threads = 1
+        # Idle worker threads would spin after each run, taking the CPU from whatever runs
+        # next (another runtime timed in the same rounds, or the application).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 1 if verbose else 3
         self.pass_log = ""
