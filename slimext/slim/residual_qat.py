@@ -13,10 +13,13 @@ logger = setup_logger(__name__)
 
 
 def _configured_input_shape():
-    """The TestReader's image shape, the deploy shape used to discover the joins."""
+    """The TestReader's image shape, the deploy shape used to discover the joins.
+    PaddleDetection writes it [N, C, H, W] (PicoDet) or [C, H, W] (PP-YOLOE, YOLOv3)."""
     from ppdet.core.workspace import global_config
 
     shape = (global_config.get("TestReader", {}).get("inputs_def", {}) or {}).get("image_shape")
+    if shape and len(shape) == 3:
+        shape = [1] + list(shape)
     if shape and len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape[1:]):
         return [1] + list(shape[1:])
     return [1, 3, 320, 320]
