@@ -7,6 +7,7 @@ from ppdet.utils.logger import setup_logger
 from slimext.analysis.monitor import monitor_from_config
 from slimext.distributed import is_main_rank
 from slimext.quant.qat import QATQuantizer
+from slimext.slim.input_spec import detector_inputs
 from slimext.slim.settings import QAT_METHOD, parse_slim_settings
 
 logger = setup_logger(__name__)
@@ -114,6 +115,8 @@ class ResidualQAT(object):
     def save_quantized_model(self, layer, path, input_spec=None, **config):
         if not is_main_rank():  # one export per run: the scales are the same on every rank
             return None
-        report = self.core.save_quantized_model(layer, path, input_spec=input_spec)
+        # Traced with every detector input, saved with the ones ppdet kept.
+        report = self.core.save_quantized_model(layer, path, input_spec=input_spec,
+                                                trace_spec=detector_inputs(input_spec))
         logger.info("ResidualQAT export: {}".format(report))
         return report
