@@ -132,3 +132,23 @@ def test_training_prints_the_plan_table_other_runs_its_summary(ppdet_workspace, 
     assert len(lines["summary"]) == 1 and "join quantizer" not in lines["summary"][0]
     assert "tools/quant_plan.py" in lines["summary"][0]
     assert lines[False] == []
+
+
+def test_a_slim_yaml_section_keeps_the_configs_other_keys_known(ppdet_workspace):
+    # The demo QAT config sets PicoHeadV2.static_assigner_epoch only; nms stays a known key.
+    cfg, _ = pipeline._load(DEMO_CONFIG, {"PicoHeadV2.nms.score_threshold": 0.0}, QAT_SLIM,
+                            mode="test")
+    assert cfg["PicoHeadV2"]["nms"]["score_threshold"] == 0.0
+    with pytest.raises(UserError, match="did you mean PicoHeadV2.nms.score_threshold"):
+        pipeline._load(DEMO_CONFIG, {"PicoHeadV2.nms.score_threshol": 0.0}, QAT_SLIM,
+                       mode="test")
+
+
+@pytest.mark.parametrize("image_shape", [[3, 192, 160], [1, 3, 192, 160]])
+def test_the_join_trace_uses_the_test_readers_shape_in_either_form(image_shape,
+                                                                  ppdet_workspace):
+    from slimext.slim.residual_qat import _configured_input_shape
+
+    ppdet_workspace.load_config(DEMO_CONFIG)
+    ppdet_workspace.global_config["TestReader"]["inputs_def"]["image_shape"] = image_shape
+    assert _configured_input_shape() == [1, 3, 192, 160]

@@ -55,6 +55,18 @@ def _check_file(path, what):
         raise UserError("{} {!r} is not a .yml/.yaml file".format(what, path))
 
 
+def _merged(base, extra):
+    """base with extra's keys laid over it, section by section: a slim YAML setting one key
+    of a section (PicoHeadV2.static_assigner_epoch) keeps the config's other keys known."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def check_override_keys(cfg, overrides, prefix=""):
     """Refuse `-o` keys the config does not know: ppdet would silently ignore a typo."""
     for key, value in overrides.items():
@@ -102,8 +114,7 @@ def load_detection_config(flags, mode):
     unknown = {k: v for k, v in flags.opt.items() if k not in TOOL_KEYS}
     if slim_config:
         slim = read_slim_config(slim_config)
-        known = dict(cfg)
-        known.update(slim.data)
+        known = _merged(cfg, slim.data)
         check_override_keys(known, unknown)
         check_override_values(known, flags.opt)
         slim.check_settings(flags.opt)

@@ -36,6 +36,13 @@ def _lcpan_default_is_shared_list():
     return isinstance(default, list)
 
 
+def _csppan_default_is_shared_list():
+    from ppdet.modeling.necks.csp_pan import CSPPAN
+
+    default = inspect.signature(CSPPAN.__init__).parameters["spatial_scales"].default
+    return isinstance(default, list)
+
+
 def _assigners_add_uncast_batch_index():
     from slimext.compat.assigners import assigners_adding_uncast_batch_index
 
@@ -74,6 +81,14 @@ def _fix_lcpan_defaults():
     copy_mutable_defaults(LCPAN, "spatial_scales")
 
 
+def _fix_csppan_defaults():
+    from ppdet.modeling.necks.csp_pan import CSPPAN
+
+    from slimext.compat.lcpan_defaults import copy_mutable_defaults
+
+    copy_mutable_defaults(CSPPAN, "spatial_scales")
+
+
 def _fix_ppdet_export_tracing():
     from slimext.compat.ppdet_export import trace_ppdet_exports_in_export_scope
 
@@ -92,6 +107,11 @@ FIXES = (
         "(its spatial_scales default list grows)",
         "ppdet whose LCPAN has a list default (2.6.0, release/2.7.1, develop)",
         _lcpan_default_is_shared_list, _fix_lcpan_defaults),
+    Fix("csppan_spatial_scales_default",
+        "the second legacy PicoDet (ESNet) built in one process fails in CSPPAN.forward "
+        "(its spatial_scales default list grows)",
+        "ppdet whose CSPPAN has a list default (2.6.0)",
+        _csppan_default_is_shared_list, _fix_csppan_defaults),
     Fix("ppdet_export_tracing",
         "ppdet's Trainer.export writes a PIR model.json that no INT8 pipeline runs (Paddle 3), "
         "or fails reading main_program under SOT fallback (Paddle 2.6)", "every version",

@@ -140,16 +140,20 @@ def _scale_vars(plan, handler):
             for spec in plan.quantizers.values()}
 
 
-def export_quantized_model(model, path, input_spec, plan, handler, strict=False):
+def export_quantized_model(model, path, input_spec, plan, handler, strict=False,
+                           trace_spec=None):
     """Write `path`.pdmodel/.pdiparams (+ quant_plan.json beside them); returns a report.
 
     strict: a join of activations without quantizer refuses the export (else a warning).
+    trace_spec: the inputs the forward is traced with when it reads more than the saved
+    program takes (ppdet's pruned spec for a detector: input_spec); default input_spec.
     """
     with export_tracing():
-        return _export(model, path, input_spec, plan, handler, strict)
+        return _export(model, path, input_spec, plan, handler, strict,
+                       trace_spec or input_spec)
 
 
-def _export(model, path, input_spec, plan, handler, strict):
+def _export(model, path, input_spec, plan, handler, strict, trace_spec):
     backend = get_backend(plan.backend)
     out_dir = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
@@ -161,7 +165,7 @@ def _export(model, path, input_spec, plan, handler, strict):
         with staging_dir(out_dir, prefix=".export-") as staging:
             _unwrap_static_forward(model)
             with handler.forced(), handler.recording_outputs() as join_outputs:
-                static_model = paddle.jit.to_static(model, input_spec=input_spec,
+                static_model = paddle.jit.to_static(model, input_spec=trace_spec,
                                                     full_graph=True)
                 paddle.jit.save(static_model, os.path.join(staging, "traced"),
                                 input_spec=input_spec)

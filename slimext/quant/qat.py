@@ -183,8 +183,8 @@ class QATQuantizer:
             return self.monitor.finalize()
         return None
 
-    def save_quantized_model(self, model, path, input_spec=None, **config):
+    def save_quantized_model(self, model, path, input_spec=None, trace_spec=None, **config):
         from slimext.quant.export import export_quantized_model
 
         return export_quantized_model(model, path, input_spec, self.plan, self.handler,
-                                      strict=self.strict)
+                                      strict=self.strict, trace_spec=trace_spec)

@@ -8,6 +8,7 @@ from ppdet.core.workspace import register, serializable
 from ppdet.utils.logger import setup_logger
 
 from slimext.quant.ptq import PTQCalibrator
+from slimext.slim.input_spec import prune_unused_inputs
 from slimext.slim.residual_qat import _configured_input_shape, log_plan
 from slimext.slim.settings import PTQ_METHOD, parse_slim_settings
 
@@ -42,26 +43,6 @@ def load_float_weights(model):
     if weights and (is_url(weights) or os.path.isfile(str(weights) + ".pdparams")
                     or os.path.isfile(str(weights))):
         load_pretrain_weight(model, weights)
-
-
-def prune_unused_inputs(model, input_spec):
-    """Drop the inputs the traced program never reads.
-
-    Trainer.post_quant passes every detector input (image, im_shape, scale_factor), and a
-    program cannot be saved with a feed it does not use (PicoDet ignores im_shape).
-    """
-    import paddle
-    from slimext.compat.ppdet_internals import prune_input_spec
-
-    from slimext.compat.tracing import export_tracing
-
-    try:
-        with export_tracing():
-            static_model = paddle.jit.to_static(model, input_spec=input_spec, full_graph=True)
-            return prune_input_spec(input_spec, static_model.forward.main_program,
-                                     static_model.forward.outputs)
-    finally:
-        model.__dict__.pop("forward", None)  # back to the dygraph forward
 
 
 @register

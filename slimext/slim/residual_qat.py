@@ -7,16 +7,20 @@ from ppdet.utils.logger import setup_logger
 from slimext.analysis.monitor import monitor_from_config
 from slimext.distributed import is_main_rank
 from slimext.quant.qat import QATQuantizer
+from slimext.slim.input_spec import detector_inputs
 from slimext.slim.settings import QAT_METHOD, parse_slim_settings
 
 logger = setup_logger(__name__)
 
 
 def _configured_input_shape():
-    """The TestReader's image shape, the deploy shape used to discover the joins."""
+    """The TestReader's image shape, the deploy shape used to discover the joins.
+    PaddleDetection writes it [N, C, H, W] (PicoDet) or [C, H, W] (PP-YOLOE, YOLOv3)."""
     from ppdet.core.workspace import global_config
 
     shape = (global_config.get("TestReader", {}).get("inputs_def", {}) or {}).get("image_shape")
+    if shape and len(shape) == 3:
+        shape = [1] + list(shape)
     if shape and len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape[1:]):
         return [1] + list(shape[1:])
     return [1, 3, 320, 320]
@@ -111,6 +115,8 @@ class ResidualQAT(object):
     def save_quantized_model(self, layer, path, input_spec=None, **config):
         if not is_main_rank():  # one export per run: the scales are the same on every rank
             return None
-        report = self.core.save_quantized_model(layer, path, input_spec=input_spec)
+        # Traced with every detector input, saved with the ones ppdet kept.
+        report = self.core.save_quantized_model(layer, path, input_spec=input_spec,
+                                                trace_spec=detector_inputs(input_spec))
         logger.info("ResidualQAT export: {}".format(report))
         return report
