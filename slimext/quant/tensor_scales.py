@@ -57,11 +57,22 @@ def _data_args(op, slot_names):
     return [name for slot in slot_names if slot in op.input_names for name in op.input(slot)]
 
 
+def _links_inputs(op, quantized_inputs):
+    """Whether the op puts all its inputs on its output's scale. A one-input op does; a
+    concat only when its output is quantized (a planned join): an unplanned one (boxes of
+    all levels gathered for NMS) runs in float or requantizes each input to its output's
+    scale, so its inputs keep their own scales."""
+    if op.type != "concat" or len(op.input("X")) < 2:
+        return True
+    return op.output("Out")[0] in quantized_inputs
+
+
 def tensor_scale_groups(program):
     """[(tensor names, activation scale var names)] for every group of variables the
     runtime gives one scale, in program order."""
     block = program.global_block()
     groups = _Groups()
+    quantized_inputs = {op.input("X")[0] for op in block.ops if op.type == "quantize_linear"}
     quantized = []   # (input var, scale var) of every activation quantize_linear
     for op in block.ops:
         if op.type == "quantize_linear":
@@ -73,7 +84,7 @@ def tensor_scale_groups(program):
             quantized.append((source, op.input("Scale")[0]))
         elif op.type == "dequantize_linear":
             groups.union(op.output("Y")[0], op.input("X")[0])
-        elif _scale_preserving(op):
+        elif _scale_preserving(op) and _links_inputs(op, quantized_inputs):
             outputs = op.output("Out")
             for name in _data_args(op, ("X",)) + outputs[1:]:
                 groups.union(name, outputs[0])
