@@ -340,3 +340,49 @@ def test_checkout_requirements_keep_installed_modules_and_pins(tmp_path, capsys)
     if "lap" in installed:
         assert "skipped lapx: the installed lap already provides module 'lap'" in out
     assert "nothing to install" in out
+
+
+def _qfl_inputs():
+    import paddle
+
+    rng = np.random.default_rng(0)
+    pred = paddle.to_tensor(rng.standard_normal((6, 3)).astype("float32"))
+    label = paddle.to_tensor(np.array([0, 3, 2, 3, 1, 2], dtype="int32"))   # 3: background
+    quality = paddle.to_tensor(rng.uniform(0.1, 0.9, 6).astype("float32"))
+    return pred, label, quality
+
+
+def _qfl_reference(pred, label, quality, beta=2.0):
+    """GFL's eq. 3 in numpy: BCE to the target quality (0 off the anchor's class), times
+    |target - sigmoid(pred)|^beta."""
+    x = pred.numpy().astype("float64")
+    prob = 1.0 / (1.0 + np.exp(-x))
+    target = np.zeros_like(x)
+    for row, cls in enumerate(label.numpy()):
+        if 0 <= cls < x.shape[1]:
+            target[row, cls] = quality.numpy()[row]
+    bce = np.maximum(x, 0) - x * target + np.log1p(np.exp(-np.abs(x)))
+    return (bce * np.abs(target - prob) ** beta).sum(axis=1)
+
+
+def test_quality_focal_loss_runs_and_equals_the_papers_formula():
+    from ppdet.modeling.losses import gfocal_loss
+
+    from slimext.compat.quality_focal_loss import multiplies_by_bool_mask, quality_focal_loss
+
+    pred, label, quality = _qfl_inputs()
+    expected = _qfl_reference(pred, label, quality)
+    np.testing.assert_allclose(quality_focal_loss(pred, (label, quality)).numpy(), expected,
+                               rtol=1e-5)
+    fixes = {fix.name: fix for fix in compat.FIXES}
+    assert fixes["quality_focal_loss_bool_mask"].needed() == paddle_at_least(3, 0, 0)
+    if paddle_at_least(3, 0, 0):
+        assert gfocal_loss.quality_focal_loss is quality_focal_loss
+        unfixed = quality_focal_loss.replaces
+        assert multiplies_by_bool_mask(unfixed)
+        with pytest.raises(TypeError, match="bool"):
+            unfixed(pred, (label, quality))
+    else:   # Paddle 2.6 runs ppdet's own loss: the same numbers
+        assert gfocal_loss.quality_focal_loss is not quality_focal_loss
+        np.testing.assert_allclose(gfocal_loss.quality_focal_loss(pred, (label, quality))
+                                   .numpy(), expected, rtol=1e-5)

@@ -49,6 +49,20 @@ def _assigners_add_uncast_batch_index():
     return _paddle3() and bool(assigners_adding_uncast_batch_index())
 
 
+def _qfl_multiplies_by_bool_mask():
+    from ppdet.modeling.losses import gfocal_loss
+
+    from slimext.compat.quality_focal_loss import multiplies_by_bool_mask
+
+    return _paddle3() and multiplies_by_bool_mask(gfocal_loss.quality_focal_loss)
+
+
+def _fix_quality_focal_loss():
+    from slimext.compat.quality_focal_loss import use_float_masks_in_quality_focal_loss
+
+    return use_float_masks_in_quality_focal_loss()
+
+
 def _pillow_lacks_textsize():
     from slimext.compat.pillow_textsize import textsize_missing
 
@@ -121,6 +135,10 @@ FIXES = (
         "Paddle >= 3.0 with a ppdet whose assigners add the index uncast (2.6.0; "
         "release/2.7.1 and develop cast it)", _assigners_add_uncast_batch_index,
         _fix_assigner_index_dtype),
+    Fix("quality_focal_loss_bool_mask",
+        "GFL training fails in quality_focal_loss: Type promotion ... x: float32, y: bool",
+        "Paddle >= 3.0 with a ppdet whose quality_focal_loss multiplies by a bool mask "
+        "(2.6.0)", _qfl_multiplies_by_bool_mask, _fix_quality_focal_loss),
     Fix("pillow_textsize",
         "PaddleDetection v2.6.0 deploy/python/infer.py drawing boxes: AttributeError: "
         "'ImageDraw' object has no attribute 'textsize'",
