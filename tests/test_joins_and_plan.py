@@ -3,6 +3,7 @@ import pytest
 
 from quant_models import GatedNet, MixedJoins, ResidualNet, TwoLevelScores, example_input
 from slimext.quant import build_plan, discover_joins
+from slimext.quant.joins import trace_joins
 from slimext.quant.rules import RuleError
 
 
@@ -14,9 +15,9 @@ def joins_of(model):
 def test_finds_joins_written_every_way():
     joins = joins_of(MixedJoins())
     assert set(joins) == {
-        "<model>:add#2", "<model>:add#3", "<model>:add#4",   # loop of `x + branch(x)`
+        "<model>:add#1", "<model>:add#2", "<model>:add#3",   # loop of `x + branch(x)`
         "inner:add#0",                                     # nested sublayer
-        "<model>:add#5",                                   # paddle.add
+        "<model>:add#4",                                   # paddle.add
         "<model>:concat#0",
         "<model>:subtract#0",
     }
@@ -25,9 +26,51 @@ def test_finds_joins_written_every_way():
 
 
 def test_constant_and_scalar_adds_are_not_joins():
-    joins = joins_of(MixedJoins())
-    # add#0 is `x + 1.0`, add#1 is `x + self.offset` (a buffer)
-    assert "<model>:add#0" not in joins and "<model>:add#1" not in joins
+    model = MixedJoins()
+    model.eval()
+    discovery = trace_joins(model, [example_input()])
+    # `x + 1.0` gets no site at all (a path that runs more scalar arithmetic, e.g. a head's
+    # training path generating anchors, then numbers its joins as discovery did); add#0 is
+    # `x + self.offset` (a buffer): a site, not a join
+    assert discovery.non_joins == ["<model>:add#0"]
+    assert "<model>:add#0" not in {j.site for j in discovery.joins}
+
+
+def test_training_path_with_more_scalar_arithmetic_keeps_the_planned_sites():
+    import paddle
+
+    from slimext.quant import build_plan
+    from slimext.quant.apply import attach_join_quantizers
+
+    class AnchorsWhenTraining(MixedJoins):
+        def forward(self, x):
+            if self.training:   # as PP-YOLOE's head: anchors generated on the training path
+                _ = paddle.arange(4, dtype="float32") + 0.5
+            return super().forward(x)
+
+    class Calls:
+        def __init__(self):
+            self.names = []
+
+        def observe(self, name, x, q):
+            self.names.append(name)
+
+    model = AnchorsWhenTraining()
+    model.eval()
+    plan = build_plan(discover_joins(model, [example_input()]), [], "onednn")
+    handler = attach_join_quantizers(model, plan)
+    try:
+        calls = {}
+        for mode in ("eval", "train"):
+            getattr(model, mode)()
+            handler.add_observer(Calls())
+            model(example_input())
+            calls[mode] = handler.observers.pop().names
+        # The same quantizers at the same joins: with `+ 0.5` taking a site, every later
+        # add moved up one and a buffer add took the first residual's quantizers.
+        assert calls["train"] == calls["eval"] and calls["eval"]
+    finally:
+        handler.remove()
 
 
 def test_residual_add_names_its_producers_and_skip_input():
@@ -69,9 +112,9 @@ def test_concat_inputs_and_output_share_on_onednn():
 
 def test_se_gate_is_a_join_a_product_of_maps_a_multiply_a_scalar_neither():
     joins = joins_of(GatedNet())
-    # x * sigmoid(...) with a [N, C, 1, 1] gate; `* 0.5` is not a join; and the
-    # product of the two same-shaped maps is a plain multiply.
-    assert set(joins) == {"se:gate#0", "<model>:multiply#1"}
+    # x * sigmoid(...) with a [N, C, 1, 1] gate; `* 0.5` is not a join (and takes no
+    # site); and the product of the two same-shaped maps is a plain multiply.
+    assert set(joins) == {"se:gate#0", "<model>:multiply#0"}
 
 
 def test_gate_is_quantized_on_onednn_only_and_a_product_of_maps_stays_float():

@@ -183,6 +183,20 @@ def _forwarding(function, original):
     return paddle.jit.not_to_static(function)
 
 
+def is_python_number(value):
+    return isinstance(value, (bool, int, float, complex))
+
+
+def _scalar_op(handler, operands, result):
+    """`x + 0.5`, `arange(w) + offset`: never a join, and given no site, so a path that
+    runs more of them (a head's training path generating anchors) numbers its joins as the
+    discovered path did. A handler may still follow the value (the tracer does)."""
+    follow = getattr(handler, "on_scalar_op", None)
+    if follow is not None:
+        follow(operands, result)
+    return result
+
+
 def _operator_wrapper(original, kind, reflected):
     def method(self, *args, **kwargs):
         target = method.__wrapped__
@@ -191,6 +205,8 @@ def _operator_wrapper(original, kind, reflected):
             return target(self, *args, **kwargs)
         other = args[0] if args else next(iter(kwargs.values()))
         operands = [other, self] if reflected else [self, other]
+        if is_python_number(other):
+            return _scalar_op(handler, operands, target(self, *args, **kwargs))
 
         def compute(ops):
             a, b = ops
@@ -217,6 +233,8 @@ def _joining_wrapper(original, point):
         if call.slots is None:
             return target(*args, **kwargs)
         operands = [call.get(slot) for slot in call.slots]
+        if point.form == "binary" and any(is_python_number(op) for op in operands):
+            return _scalar_op(handler, operands, target(*args, **kwargs))
         if point.form == "list":
             if not isinstance(operands[0], (list, tuple)) or \
                     (point.attribute == "add_n" and len(operands[0]) < 2):

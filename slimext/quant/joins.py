@@ -181,6 +181,13 @@ class JoinTracer:
                                          self._producers[id(result)][1])
         return result
 
+    def on_scalar_op(self, operands, result):
+        """`gate * 0.5`: what a layer then takes still comes from the join."""
+        for op in operands:
+            if _is_tensor(op) and self._producers.get(id(op), (None,))[0] in self.joins:
+                self._record(result, self._producers[id(op)][0])
+                return
+
     def on_unquantizable_join(self, kind, form, operands):
         described = [self._describe(op, self.stack.top().path) for op in operands]
         if sum(op.is_activation for op in described) < 2:
