@@ -224,10 +224,26 @@ def _image_inputs(tiny_dataset, config, workspace, tmp_path, dataset_overrides):
             "scale_factor": sample["scale_factor"][None].astype("float32")}
 
 
+def clear_config_values(workspace):
+    """ppdet's load_config merges into what earlier configs of this process left (a
+    TestReader's PadStride from another family would reach this export's infer_cfg); a tool
+    starts from the registered modules with nothing set, and so does each family here."""
+    from ppdet.core.config.schema import SchemaDict
+
+    config = workspace.global_config
+    for key in list(config):
+        if isinstance(config[key], SchemaDict):
+            config[key].clear()
+        else:
+            del config[key]
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_family_quantizes_exports_and_runs_int8(family, tmp_path, tiny_dataset,
                                                 dataset_overrides, ppdet_workspace):
     from slimext import pipeline
+
+    clear_config_values(ppdet_workspace)   # restored by ppdet_workspace afterwards
 
     config, slim_config, nms_section = (_path(p) if p.endswith(".yml") else p
                                         for p in FAMILIES[family])
