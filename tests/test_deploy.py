@@ -32,8 +32,19 @@ def test_resize_scale_factor_maps_back_to_the_original_image():
 
 
 def test_unknown_preprocess_step_is_named():
-    with pytest.raises(ValueError, match="PadStride"):
-        Preprocess([{"type": "PadStride", "stride": 32}])
+    with pytest.raises(ValueError, match="GridMask"):
+        Preprocess([{"type": "GridMask"}])
+
+
+def test_pad_stride_pads_bottom_right_and_keeps_im_shape():
+    image = np.full((50, 70, 3), 255, np.uint8)
+    steps = [{"type": "NormalizeImage", "mean": [0, 0, 0], "std": [1, 1, 1]},
+             {"type": "Permute"}, {"type": "PadStride", "stride": 32}]
+    inputs = Preprocess(steps)(image)
+    assert inputs["image"].shape == (1, 3, 64, 96)
+    assert (inputs["image"][0, :, :50, :70] == 1.0).all()
+    assert not inputs["image"][0, :, 50:, :].any() and not inputs["image"][0, :, :, 70:].any()
+    np.testing.assert_allclose(inputs["im_shape"], [[50, 70]])
 
 
 def test_boxes_are_rows_of_class_score_corners(float_export, val_image):

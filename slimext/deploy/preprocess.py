@@ -1,6 +1,6 @@
 """The image preprocessing an exported ppdet detector expects, read from its infer_cfg.yml.
 
-Mirrors ppdet's Decode/Resize/NormalizeImage/Permute so the predictor sees exactly what the
+Mirrors ppdet's Decode/Resize/NormalizeImage/Permute/PadStride so the predictor sees exactly what the
 dygraph model saw during evaluation (same resize call, same float order of operations).
 """
 import os
@@ -61,7 +61,25 @@ class Permute:
         return image.transpose((2, 0, 1)).copy()
 
 
-TRANSFORMS = {"Resize": Resize, "NormalizeImage": NormalizeImage, "Permute": Permute}
+class PadStride:
+    """Zero-pad a CHW image at the bottom and right to multiples of `stride` (FPN detectors
+    such as GFL export it as a batch transform); im_shape keeps the unpadded size."""
+
+    def __init__(self, stride=0):
+        self.stride = int(stride)
+
+    def __call__(self, image, info):
+        if self.stride <= 0:
+            return image
+        channels, height, width = image.shape
+        padded = np.zeros((channels, -(-height // self.stride) * self.stride,
+                           -(-width // self.stride) * self.stride), dtype=image.dtype)
+        padded[:, :height, :width] = image
+        return padded
+
+
+TRANSFORMS = {"Resize": Resize, "NormalizeImage": NormalizeImage, "Permute": Permute,
+              "PadStride": PadStride}
 
 
 class Preprocess:
