@@ -43,10 +43,17 @@ def runtime_advice(inference, machine, sizes=None, bench_rows=None):
     timed = [r for r in bench_rows or () if "median_ms" in r]
     if timed:
         fastest = min(timed, key=lambda r: r["median_ms"])
+        best_fp32 = min((r["median_ms"] for r in timed if r["kind"] == "fp32"), default=None)
+        too_close = fastest["kind"] == "int8" and best_fp32 is not None and \
+            best_fp32 / fastest["median_ms"] < MIN_SPEEDUP
         lines.append("Fastest here: **{}** on the {} export at {:.1f} ms per image, of "
-                     "every runtime timed below.".format(
+                     "every runtime timed below{}.".format(
                          fastest["label"], "INT8" if fastest["kind"] == "int8" else "float",
-                         fastest["median_ms"]))
+                         fastest["median_ms"],
+                         " (only {:.2f}x the best fp32: INT8 has to be {:.1f}x faster to be "
+                         "worth its accuracy risk, so what to ship below is fp32)".format(
+                             best_fp32 / fastest["median_ms"], MIN_SPEEDUP)
+                         if too_close else ""))
     else:
         fastest = min(measured, key=lambda k: measured[k]["latency_ms"])
         lines.append("Fastest here: **{}** at {:.1f} ms per image.".format(

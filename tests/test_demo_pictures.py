@@ -137,6 +137,7 @@ def test_report_takes_the_fastest_runtime_and_the_real_size_ratio_from_the_bench
                             "bench": bench, "real_size": real_size})
     # The fastest case over every runtime, not only Paddle's; one verdict on what to ship.
     assert "Fastest here: **OpenVINO fp32** on the float export at 5.0 ms" in text
+    assert "so what to ship below is fp32" not in text   # the fastest is fp32 already
     assert "Ship the float model with oneDNN fp32" not in text
     assert "ship OpenVINO fp32" in text
     assert "| float | Paddle oneDNN fp32 | 13.0 ms | 14.3 ms | 2.60x | - |" in text
@@ -161,3 +162,12 @@ def test_two_classes_on_one_object_both_keep_a_readable_label():
     # The last column of each label's filled background (right of its text).
     assert tuple(drawn[first_top + 1, 50 + w1 + 1]) == class_colour(1)[::-1]
     assert tuple(drawn[second_top + 1, 51 + w2 + 1]) == class_colour(0)[::-1]
+
+
+def test_fastest_int8_too_close_to_fp32_says_why_fp32_is_shipped():
+    machine = {"isa": ["avx512_vnni"], "int8_hardware": "vnni"}
+    rows = [_bench_row("ONNX Runtime fp32", "fp32", 7.6), _bench_row("OpenVINO INT8", "int8", 7.3)]
+    text = " ".join(runtime_advice(_latencies(30.0, 30.4), machine, bench_rows=rows))
+    assert "Fastest here: **OpenVINO INT8** on the INT8 export at 7.3 ms per image, of every " \
+           "runtime timed below (only 1.04x the best fp32: INT8 has to be 1.1x faster to be " \
+           "worth its accuracy risk, so what to ship below is fp32)." in text
