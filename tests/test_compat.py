@@ -193,38 +193,21 @@ def test_only_the_export_scope_traces_into_the_old_ir(tmp_path):
     assert state == ("True None None" if PADDLE3 else "False None None")  # Paddle's default
 
 
-def test_csppan_builds_do_not_share_a_growing_default():
+@pytest.mark.parametrize("module, name", [("ppdet.modeling.necks.csp_pan", "CSPPAN"),
+                                          ("ppdet.modeling.necks.lc_pan", "LCPAN")])
+def test_pan_builds_do_not_share_a_growing_default(module, name):
+    import importlib
     import inspect
 
-    from ppdet.modeling.necks.csp_pan import CSPPAN
+    neck = getattr(importlib.import_module(module), name)
 
     def build(init):
-        layer = CSPPAN.__new__(CSPPAN)
+        layer = neck.__new__(neck)
         init(layer, in_channels=[16, 32, 64], out_channels=16, num_features=4)
         return layer
 
-    assert [len(build(CSPPAN.__init__).spatial_scales) for _ in range(2)] == [4, 4]
-    unfixed = _unfixed(CSPPAN.__init__)
-    default = inspect.signature(unfixed).parameters["spatial_scales"].default
-    pristine = list(default)
-    try:  # the failure the fix prevents: each build appends to the one default list
-        assert [len(build(unfixed).spatial_scales) for _ in range(2)] == [4, 5]
-    finally:
-        default[:] = pristine
-
-
-def test_lcpan_builds_do_not_share_a_growing_default():
-    import inspect
-
-    from ppdet.modeling.necks.lc_pan import LCPAN
-
-    def build(init):
-        layer = LCPAN.__new__(LCPAN)
-        init(layer, in_channels=[16, 32, 64], out_channels=16, num_features=4)
-        return layer
-
-    assert [len(build(LCPAN.__init__).spatial_scales) for _ in range(2)] == [4, 4]
-    unfixed = _unfixed(LCPAN.__init__)
+    assert [len(build(neck.__init__).spatial_scales) for _ in range(2)] == [4, 4]
+    unfixed = _unfixed(neck.__init__)
     default = inspect.signature(unfixed).parameters["spatial_scales"].default
     pristine = list(default)
     try:  # the failure the fix prevents: each build appends to the one default list
