@@ -80,7 +80,7 @@ def build_exports(workdir):
             exports = json.load(f)
         if isinstance(exports, dict):
             return exports
-    weights = run_in_fresh_process(pico_s.save_random_weights, workdir, config)
+    weights = run_in_fresh_process(pico_s.save_random_weights, workdir, config, image_dir)
     exports = {"float_as_traced": run_in_fresh_process(
         export_as_traced, config, os.path.join(workdir, "float"), weights)}
     exports["float"] = run_in_fresh_process(pipeline.export, config, weights,

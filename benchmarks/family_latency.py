@@ -61,7 +61,8 @@ def build_family(workdir, config, slim_config, overrides, image_dir):
     from slimext import latency_exports as exports
 
     config, slim_config = (os.path.join(REPO_ROOT, p) for p in (config, slim_config))
-    weights = _step(workdir, "weights", exports.save_random_weights, workdir, config)
+    weights = _step(workdir, "weights", exports.save_random_weights, workdir, config,
+                    image_dir)
     built = {"float": _step(workdir, "export_float", pipeline.export, config, weights,
                             os.path.join(workdir, "float"), overrides=overrides)}
     if isinstance(built["float"], dict):

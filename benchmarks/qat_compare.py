@@ -130,7 +130,7 @@ def run_picodet_s(flags):
                     2, flags.latency_runs)
 
     log("picodet-s: float export and latency")
-    weights = step("weights", pico_s.save_random_weights, workdir, config)
+    weights = step("weights", pico_s.save_random_weights, workdir, config, image_dir)
     float_dir = step("export_float", pipeline.export, config, weights,
                      os.path.join(workdir, "float"), None, pico_s.EXPORT_OVERRIDES)
     if isinstance(float_dir, dict):

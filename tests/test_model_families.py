@@ -24,6 +24,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from slimext.analysis.detection_agreement import score_deviation
+from slimext.latency_exports import randomize_zero_filters, set_batch_norm_statistics
 
 # family -> (demo config, ResidualQAT slim config, the nms section its -o keys live in)
 FAMILIES = {
@@ -118,29 +119,6 @@ def _overrides(nms_section, dataset_overrides):
     overrides.update({nms_section + ".score_threshold": 0.0,
                       nms_section + ".keep_top_k": TOP_K})
     return overrides
-
-
-def randomize_zero_filters(model):
-    """ppdet zero-initialises some head convs (PP-YOLOE's pred_cls/pred_reg): a trained model
-    has none, and an all-zero filter has no INT8 scale."""
-    for name, param in model.named_parameters():
-        if name.endswith("weight") and param.ndim == 4 and not bool(param.abs().max() > 0):
-            param.set_value(paddle.normal(0.0, 0.01, param.shape))
-
-
-def set_batch_norm_statistics(model, inputs):
-    """Running mean/variance of every batch norm from one forward (the model stays in eval
-    mode everywhere else, so heads keep their inference branch)."""
-    norms = [layer for layer in model.sublayers() if isinstance(layer, paddle.nn.layer.norm._BatchNormBase)]
-    saved = [layer._momentum for layer in norms]
-    for layer in norms:
-        layer._momentum = 0.0
-        layer.train()
-    with paddle.no_grad():
-        model(inputs)
-    for layer, momentum in zip(norms, saved):
-        layer._momentum = momentum
-        layer.eval()
 
 
 def collect_scales(model, inputs, steps=2):

@@ -38,8 +38,9 @@ class Int8KernelReport:
     reorders: dict = field(default_factory=dict)     # reorder op type -> count
     fp32_convs: list = field(default_factory=list)   # output names of convs left in fp32
     fp32_filters: list = field(default_factory=list)  # their filter names, same order
-    # output name -> (layer path, why it is float), for the fp32 convs the export planned
-    # float (explain_fp32_convs); the others the INT8 passes kept fp32 on their own.
+    # output name -> (layer path, why it is float) for the fp32 convs whose reason is known
+    # (planned float by the export: explain_fp32_convs; left float by the runtime's own
+    # rules); the others the runtime kept fp32 on its own.
     fp32_reasons: dict = field(default_factory=dict)
 
     @property
@@ -68,11 +69,11 @@ class Int8KernelReport:
             path, reason = self.fp32_reasons.get(output, (output, None))
             by_reason.setdefault(reason, []).append(path)
         parts = []
+        unexplained = ("not planned float: the INT8 passes kept them fp32; --verbose shows "
+                       "their log" if self.runtime == "paddle" else
+                       "not planned float: {} kept them fp32".format(self.runtime))
         for reason, paths in by_reason.items():
-            why = ("planned float: {}".format(reason) if reason else
-                   "not planned float: the INT8 passes kept them fp32; --verbose shows "
-                   "their log")
-            parts.append("{} ({})".format(_compact_paths(paths), why))
+            parts.append("{} ({})".format(_compact_paths(paths), reason or unexplained))
         return "{} conv{} fp32: {}".format(len(self.fp32_convs),
                                            "" if len(self.fp32_convs) == 1 else "s",
                                            "; ".join(parts))
@@ -171,7 +172,8 @@ def explain_fp32_convs(report, model_dir):
         # A float filter stored as an exact INT8 copy reads '<weight>@dequantized'.
         weight = (weight or "").split("@")[0]
         if weight in by_weight:
-            report.fp32_reasons[output] = by_weight[weight]
+            path, reason = by_weight[weight]
+            report.fp32_reasons[output] = (path, "planned float: " + reason)
     return report
 
 
@@ -225,10 +227,22 @@ ORT_INT8_OTHERS = ("MatMulInteger", "QLinearMatMul", "QGemm", "MatMulIntegerToFl
                    "QLinearAveragePool", "QLinearSoftmax", "QLinearReduceMean", "QLinearWhere")
 
 
-def onnxruntime_int8_report(optimized_model):
+# Why a depthwise conv runs fp32 in ONNX Runtime (slimext.onnx.integer_convs leaves it).
+ORT_GROUPED_FLOAT_REASON = ("output not quantized: ONNX Runtime fuses only DQ-conv-Q into "
+                            "QLinearConv, and its ConvInteger runs grouped convs slower than "
+                            "float")
+
+
+def onnxruntime_int8_report(optimized_model, source_model=None):
     """What ran INT8 in the graph ONNX Runtime optimized (an onnx.ModelProto read from
-    SessionOptions.optimized_model_filepath): integer conv kernels and the Q/DQ left."""
-    convs, int8_convs, fp32_convs = 0, 0, []
+    SessionOptions.optimized_model_filepath): integer conv kernels and the Q/DQ left. The
+    converter keeps Paddle's filter names, so explain_fp32_convs names planned-float ones;
+    a conv that ONNX Runtime moved to its blocked layout (node '<output>_nchwc', filter
+    renamed) is traced back through source_model, the graph it was given."""
+    source_filters = {node.output[0]: node.input[1] for node in
+                      (source_model.graph.node if source_model is not None else ())
+                      if node.op_type == "Conv" and len(node.input) > 1}
+    convs, int8_convs, fp32_convs, fp32_filters, fp32_reasons = 0, 0, [], [], {}
     int8_ops, reorders = collections.Counter(), collections.Counter()
     for node in optimized_model.graph.node:
         if node.op_type in ORT_INT8_CONVS:
@@ -236,10 +250,23 @@ def onnxruntime_int8_report(optimized_model):
             int8_convs += 1
         elif node.op_type in ORT_FLOAT_CONVS:
             convs += 1
-            fp32_convs.append(node.output[0] if node.output else node.op_type)
+            output = node.output[0] if node.output else node.op_type
+            fp32_convs.append(output)
+            source_output = node.name[:-len("_nchwc")] if node.name.endswith("_nchwc") else None
+            fp32_filters.append(source_filters.get(source_output) or
+                                (node.input[1] if len(node.input) > 1 else None))
+            if _int_attribute(node, "group", 1) > 1:
+                fp32_reasons[output] = ("depthwise", ORT_GROUPED_FLOAT_REASON)
         elif node.op_type in ORT_INT8_OTHERS:
             int8_ops[node.op_type] += 1
         elif node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             reorders[node.op_type] += 1
     return Int8KernelReport("onnxruntime", convs, int8_convs, dict(int8_ops), dict(reorders),
-                            fp32_convs)
+                            fp32_convs, fp32_filters, fp32_reasons)
+
+
+def _int_attribute(node, name, default):
+    for attr in node.attribute:
+        if attr.name == name:
+            return attr.i
+    return default

@@ -14,7 +14,8 @@ ONNX Runtime optimized is the evidence (`int8_report`). Install with
 import os
 import tempfile
 
-from slimext.deploy.int8_kernels import confirm_int8, onnxruntime_int8_report
+from slimext.deploy.int8_kernels import (confirm_int8, explain_fp32_convs,
+                                        onnxruntime_int8_report)
 from slimext.deploy.predictor import ExportedDetector, runtime_failures
 
 INSTALL_HINT = "pip install -r requirements-onnx.txt"
@@ -80,7 +81,8 @@ class OnnxRuntimeDetector(ExportedDetector):
             if precision == "int8":
                 import onnx
 
-                self.int8_report = onnxruntime_int8_report(onnx.load(optimized))
+                self.int8_report = explain_fp32_convs(
+                    onnxruntime_int8_report(onnx.load(optimized), model), model_dir)
         if precision == "int8":
             confirm_int8(self.int8_report, model_dir)
         self.input_names = [i.name for i in self.session.get_inputs()]
