@@ -24,6 +24,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from slimext.analysis.detection_agreement import score_deviation
+from slimext.quant.tensor_scales import apply_export_scales
 
 # family -> (demo config, ResidualQAT slim config, the nms section its -o keys live in)
 FAMILIES = {
@@ -72,8 +73,8 @@ FLOAT_BY_PLAN = {
 }
 
 # fp32 convs in the INT8 predictor's optimized program: the calls of planned-float convs,
-# except GFL: 8 FPN convs planned float, 7 of them run fp32 (oneDNN's pass runs one INT8
-# from the scales around it; which one is not traced yet).
+# except GFL: 8 FPN convs planned float, 6 of them run fp32 (fpn_res4_sum and fpn_res3_sum
+# run INT8 from the scales around them) and one planned INT8 conv runs fp32; not traced yet.
 FP32_CONVS = {family: sum(FLOAT_BY_PLAN.get(family, {}).values()) for family in FAMILIES}
 FP32_CONVS["gfl_r18vd"] = 7
 
@@ -86,9 +87,6 @@ SCORE_TOLERANCE = 0.1
 # Families whose INT8 run does not yet agree with fake-quant (a known defect, tracked):
 # the test expects the disagreement, so it fails once fixed and must then be removed here.
 KNOWN_DISAGREEMENT = {
-    # PP-YOLOE+ s: top scores 0.674 of the highest score apart (random weights, Paddle 3.3.1);
-    # every planned conv runs INT8, the cause is not found yet.
-    "ppyoloe_plus_s": "INT8 scores differ from fake-quant",
     # GFL R18-vd: 0.149 (scores near the 0.01 prior; 7 fp32 FPN convs between INT8 regions).
     "gfl_r18vd": "INT8 scores differ from fake-quant",
 }
@@ -261,9 +259,6 @@ def test_family_quantizes_exports_and_runs_int8(family, tmp_path, tiny_dataset,
     planned_float = {s.path for s in qat.plan.layers if s.skipped}
     assert planned_float == set(FLOAT_BY_PLAN.get(family, {}))
 
-    with paddle.no_grad():
-        out = model(inputs)
-    fake_quant = out["bbox"].numpy()[:int(out["bbox_num"].numpy()[0])]
     weights = str(tmp_path / "qat")
     paddle.save(model.state_dict(), weights + ".pdparams")
 
@@ -274,6 +269,14 @@ def test_family_quantizes_exports_and_runs_int8(family, tmp_path, tiny_dataset,
         report = json.load(f)["report"]
     assert report["int8_weights"] == report["planned_layers"] == len(
         qat.plan.quantized_layers()), {k: v for k, v in report.items() if k != "int8_constants"}
+
+    # The fake-quant model the export describes: the export built its own model from the
+    # checkpoint and gave one scale to each tensor there; this instance takes the same.
+    assert apply_export_scales(model, qat.plan, report["tensor_scales_unified"]) == sum(
+        len(change["quantizers"]) for change in report["tensor_scales_unified"])
+    with paddle.no_grad():
+        out = model(inputs)
+    fake_quant = out["bbox"].numpy()[:int(out["bbox_num"].numpy()[0])]
 
     np.savez(str(tmp_path / "inputs.npz"), **arrays)
     result = subprocess.run([sys.executable, "-c", RUN_INT8, model_dir,
