@@ -300,3 +300,38 @@ def test_export_scales_refuse_another_plan(tmp_path):
     with pytest.raises(ValueError, match=r"no quantizer named neck:concat#0/shared"):
         apply_export_scales(model, ptq.plan, [{"quantizers": ["neck:concat#0/shared"],
                                                "scale": 1.0}])
+
+
+class FloatAfterConcat(nn.Layer):
+    """A conv the plan leaves float reading a planned concat's (quantized) output, as GFL's
+    FPN output convs read the lateral sums."""
+
+    def __init__(self):
+        super().__init__()
+        self.left = nn.Conv2D(16, 8, 1)
+        self.right = nn.Conv2D(16, 8, 3, padding=1)
+        self.float_conv = nn.Conv2D(16, 16, 3, padding=1)
+
+    def forward(self, x):
+        return self.float_conv(paddle.concat([self.left(x), self.right(x)], axis=1))
+
+
+def test_planned_float_conv_on_a_quantized_tensor_runs_fp32(tmp_path):
+    """oneDNN runs INT8 every conv whose input has a scale, with weight scales of its own;
+    the export gives a planned-float conv a float copy of its input, so it runs fp32 on the
+    values the fake-quant model's float conv reads."""
+    paddle.seed(0)
+    model = BlockNet(FloatAfterConcat())
+    batches = _batches()
+    x = batches[0][:1]
+    ptq = PTQCalibrator(backend="onednn", algo="abs_max", input_shape=(1, 3, SIZE, SIZE),
+                        rules=[{"match": "block.float_conv", "skip": True}])
+    model = ptq.quantize(model, lambda m: [m(b) for b in batches], example_inputs=[x])
+    spec = [paddle.static.InputSpec([1, 3, SIZE, SIZE], "float32", "image")]
+    report = ptq.save_quantized_model(model, str(tmp_path / "model"), input_spec=spec)
+    with paddle.no_grad():
+        fake_quant = model(x).numpy()
+    assert report["float_conv_inputs_copied"] == [model.block.float_conv.weight.name]
+    int8, kernels = _run(str(tmp_path), "int8", x.numpy())
+    assert (kernels.convs, kernels.int8_convs) == (5, 4), kernels.line()
+    assert _relative(int8, fake_quant) < TOLERANCE
