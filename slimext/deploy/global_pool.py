@@ -34,7 +34,7 @@ def _is_global_average(op):
     return bool(op.attr("adaptive")) and list(op.attr("ksize")) == [1, 1]
 
 
-def _quantized_vars(block):
+def quantized_vars(block):
     """Activations with a quantizer: what a quantize_linear reads, and the float copy its
     dequantize_linear writes (a consumer reads either)."""
     names = set()
@@ -50,7 +50,7 @@ def global_pools_as_mean(program):
     """Replace every global average pool2d of the main block whose map is not quantized
     with reduce_mean; how many."""
     block = program.global_block()
-    quantized = _quantized_vars(block)
+    quantized = quantized_vars(block)
     rewritten = 0
     for index in reversed(range(len(block.ops))):
         op = block.ops[index]

@@ -7,6 +7,8 @@ model's weight quantizers compute (slimext.quant.weight_rounding) -> one scale p
 (slimext.quant.tensor_scales; the model's quantizers get the same values) -> put conv biases in the
 form the runtime fuses (slimext.deploy.conv_bias) -> global average pools as a float mean
 where the backend's INT8 pool would not match fake-quant (slimext.deploy.global_pool) ->
+planned-float convs reading a quantized tensor read a float copy, so they stay fp32
+(slimext.deploy.float_conv_inputs) ->
 validate -> write to a temporary name
 and rename into place, so an existing export survives any failure.
 """
@@ -18,6 +20,7 @@ import paddle
 from slimext.compat.program_editing import insert_op, remove_op, rename_input, sync_with_cpp
 from slimext.compat.tracing import export_tracing
 from slimext.deploy.conv_bias import fold_conv_biases
+from slimext.deploy.float_conv_inputs import copy_float_conv_inputs
 from slimext.deploy.global_pool import global_pools_as_mean
 from slimext.fileio import atomic_write_json, move_into_place, staging_dir
 from slimext.quant.apply import quantizer_key
@@ -218,6 +221,8 @@ def _convert_and_validate(staging, base, plan, handler, backend, join_outputs, s
             constants = _store_constant_weights_as_int8(program, scope, place)
             folded_biases = fold_conv_biases(program)
             float_pools = global_pools_as_mean(program) if backend.global_pool_as_mean else 0
+            float_conv_inputs = copy_float_conv_inputs(
+                program, {layer["weight"] for layer in float_layers})
             scale_vars = _scale_vars(plan, handler)
             report = validate_program(program, scope, plan, scale_vars, backend,
                                       join_outputs=join_outputs, strict=strict)
@@ -225,6 +230,7 @@ def _convert_and_validate(staging, base, plan, handler, backend, join_outputs, s
             report["int8_constants"] = constants
             report["conv_biases_folded"] = folded_biases
             report["global_pools_as_mean"] = float_pools
+            report["float_conv_inputs_copied"] = float_conv_inputs
             report["tensor_scales_unified"] = unified
             report["float_layers"] = float_layers
             report["weight_elements_rounded_as_model"] = weights_rounded

@@ -13,7 +13,8 @@ a deep network compounds them.
 `unify_tensor_scales` finds the tensors (through QDQ pairs and those scale-preserving ops)
 that carry different activation scales, sets all their quantizers to the largest of those
 scales (so nothing clips that did not clip before) in the program and in the model, and
-returns what it changed. The model and its export then compute the same numbers.
+returns what it changed. The model and its export then compute the same numbers; another
+instance of the model (built from the same checkpoint) takes them with `apply_export_scales`.
 """
 import logging
 
@@ -142,3 +143,30 @@ def set_model_scales(changes, quantizers):
         for name in change["scale_vars"]:
             if name in quantizers:
                 _set_model_scale(quantizers[name][1], change["scale"])
+
+
+def apply_export_scales(model, plan, changes):
+    """Give `model` the one-scale-per-tensor values an export of its checkpoint chose
+    (`changes`: the export report's `tensor_scales_unified`); how many quantizers were set.
+
+    An export made from a checkpoint (tools/export_model.py, `pipeline.export`) builds its
+    own model, so `set_model_scales` reaches only that instance: a fake-quant model built
+    beside it (evaluation, an agreement check) keeps each quantizer's own scale and computes
+    other numbers than the export (PP-YOLOE+ s: 1.09 of the top score apart, random
+    weights). Quantizers are matched by their plan names.
+    """
+    from slimext.quant.quantizers import all_quantizers
+
+    named = all_quantizers(model, plan)
+    missing = sorted({name for change in changes for name in change["quantizers"]
+                      if name not in named})
+    if missing:
+        raise ValueError("the model has no quantizer named {} (first of {}): apply the "
+                         "scales of an export of this model's own plan".format(
+                             missing[0], len(missing)))
+    count = 0
+    for change in changes:
+        for name in change["quantizers"]:
+            _set_model_scale(named[name], change["scale"])
+            count += 1
+    return count
