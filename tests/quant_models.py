@@ -122,3 +122,29 @@ def train_steps(model, steps=4, size=32):
         optimizer.clear_grad()
     model.eval()
     return model
+
+
+class Attention(nn.Layer):
+    """Self-attention as ppdet's MultiHeadAttention writes it: linear projections, then
+    two matmuls of activations (q @ k^T, softmax weights @ v); `at_operator` writes the
+    first one as `q @ k^T`, a spelling interception does not patch."""
+
+    def __init__(self, dim=8, at_operator=False):
+        super().__init__()
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.at_operator = at_operator
+
+    def forward(self, x):
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        product = q @ k.transpose([0, 2, 1]) if self.at_operator else \
+            paddle.matmul(q, k, transpose_y=True)
+        weights = F.softmax(product * 0.35)
+        return self.out(paddle.matmul(x=weights, y=v))
+
+
+def tokens_input(tokens=6, dim=8):
+    paddle.seed(0)
+    return paddle.randn([1, tokens, dim])

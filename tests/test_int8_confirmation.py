@@ -82,3 +82,36 @@ def test_infer_refuses_int8_on_a_float_export(float_export, tiny_dataset, tmp_pa
     assert result.returncode == 2
     errors = [l for l in result.stderr.splitlines() if l.startswith("Error: ")]
     assert len(errors) == 1 and "float export" in errors[0] and "Traceback" not in result.stderr
+
+
+def _optimized_program(path, ops):
+    """A serialized program of (op type, mkldnn_data_type or None) ops, as Paddle
+    Inference writes its optimized one."""
+    from paddle.base.proto import framework_pb2
+
+    program = framework_pb2.ProgramDesc()
+    block = program.blocks.add()
+    block.idx, block.parent_idx = 0, -1
+    for index, (op_type, data_type) in enumerate(ops):
+        op = block.ops.add()
+        op.type = op_type
+        output = op.outputs.add()
+        output.parameter, output.arguments[:] = "Out", ["out{}".format(index)]
+        if data_type is not None:
+            attr = op.attrs.add()
+            attr.name, attr.type, attr.s = "mkldnn_data_type", framework_pb2.STRING, data_type
+    with open(path, "wb") as f:
+        f.write(program.SerializeToString())
+    return path
+
+
+def test_the_report_counts_matrix_products_apart_from_convs(tmp_path):
+    path = _optimized_program(str(tmp_path / "_optimized.pdmodel"), [
+        ("fused_conv2d", "int8"), ("fc", "int8"), ("fc", "int8"), ("fc", "float32"),
+        ("matmul_v2", None), ("fused_matmul", "int8"), ("layer_norm", None),
+        ("quantize", None)])
+    report = paddle_int8_report(path)
+    assert (report.convs, report.int8_convs) == (1, 1)
+    assert (report.matmuls, report.int8_matmuls) == (5, 3)
+    assert report.int8_ops == {"fc": 2, "fused_matmul": 1}
+    assert report.as_dict()["matmuls"] == 5

@@ -7,7 +7,7 @@ import paddle
 import paddle.nn as nn
 import pytest
 
-from quant_models import ResidualNet, example_input, train_steps
+from quant_models import Attention, ResidualNet, example_input, tokens_input, train_steps
 from slimext.quant import QATQuantizer, interception
 from slimext.quant.coverage import JoinCoverageError
 from slimext.quant.joins import trace_joins
@@ -266,11 +266,33 @@ def test_a_covered_model_exports_with_no_uncovered_join(tmp_path):
     assert report["join_quantizers"] == len(qat.plan.quantizers)
 
 
+def test_an_intercepted_matmul_passes_its_transpose_arguments_through():
+    from slimext.quant.coverage import CoverageRecorder
+
+    model = Attention()
+    model.eval()
+    x = tokens_input()
+    expected = model(x).numpy()
+    recorder = CoverageRecorder()
+    with interception.handling(recorder):
+        got = model(x).numpy()
+    assert len(recorder.seen_outputs) == 2   # both matmuls went through the handler
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_matmul_written_with_the_at_operator_is_reported_by_the_coverage_check(qat_warnings):
+    qat = QATQuantizer()
+    qat(Attention(at_operator=True), example_inputs=[tokens_input()])
+    assert [j.site for j in qat.joins] == ["<model>:matmul#0"]   # only paddle.matmul seen
+    assert len(qat.uncovered) == 1 and "matmul" in qat.uncovered[0], qat.uncovered
+
+
 def test_the_patch_table_names_every_replaced_entry_point():
     names = set(interception.patched_entry_points())
     for expected in ("paddle.add", "paddle.tensor.math.add", "paddle.Tensor.add",
                      "paddle.Tensor.__add__", "paddle.Tensor.__rsub__", "paddle.add_n",
-                     "paddle.stack", "paddle.concat", "paddle.Tensor.add_",
+                     "paddle.stack", "paddle.concat", "paddle.Tensor.add_", "paddle.matmul",
+                     "paddle.Tensor.matmul",
                      "paddle.nn.layer.layers.Layer.__call__"):
         assert expected in names
 

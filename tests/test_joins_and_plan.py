@@ -1,7 +1,8 @@
 """Join discovery and the per-backend quantization plan (no training, no export)."""
 import pytest
 
-from quant_models import GatedNet, MixedJoins, ResidualNet, TwoLevelScores, example_input
+from quant_models import (Attention, GatedNet, MixedJoins, ResidualNet, TwoLevelScores,
+                          example_input, tokens_input)
 from slimext.quant import build_plan, discover_joins
 from slimext.quant.joins import trace_joins
 from slimext.quant.rules import RuleError
@@ -126,6 +127,21 @@ def test_gate_is_quantized_on_onednn_only_and_a_product_of_maps_stays_float():
     assert build_plan(joins, [], "tensorrt").joins[0].skipped
     ruled = build_plan(joins, [], "onednn", rules=[{"type": "multiply", "inputs": "all"}])
     assert sorted(ruled.joins[1].inputs) == [0, 1]
+
+
+def test_attention_matmuls_are_joins_float_unless_a_rule_quantizes_them():
+    model = Attention()
+    model.eval()
+    joins = {j.site: j for j in discover_joins(model, [tokens_input()])}
+    assert set(joins) == {"<model>:matmul#0", "<model>:matmul#1"}
+    assert all(j.kind == "matmul" and j.activation_inputs == [0, 1] for j in joins.values())
+    for backend in ("onednn", "tensorrt", "shared"):
+        plan = build_plan(list(joins.values()), [], backend)
+        assert all(p.skipped for p in plan.joins) and not plan.quantizers, backend
+    ruled = build_plan(list(joins.values()), [], "onednn",
+                       rules=[{"type": "matmul", "inputs": "all"}])
+    assert [sorted(p.inputs) for p in ruled.joins] == [[0, 1], [0, 1]]
+    assert all(p.output is None for p in ruled.joins)
 
 
 def test_a_score_product_no_layer_takes_stays_float_though_convs_run_after_it():

@@ -61,6 +61,10 @@ Y = (X[::-1] * 0.9 + 0.1).copy()
 ROW = np.array([0.8, 1.2, 1.0, 0.9], "float32")
 INTS = np.arange(24, dtype="int32").reshape(2, 3, 4) - 7
 FLAGS = INTS % 3 == 0
+# Sampling places for X[None] ([1, 2, 3, 4]): inside, on the border and outside [-1, 1].
+GRID = np.array([[[[-1.2, -0.9], [-0.3, 0.1], [0.45, -0.65], [1.0, 1.0], [0.8, 1.3]],
+                  [[0.05, 0.7], [-0.75, 0.35], [0.6, 0.2], [-1.0, 0.0], [1.15, -0.4]]]],
+                "float32")  # [1, 2, 5, 2]
 
 GELU_MODES = (False, True, "tanh", "none") if PADDLE3 else (False, True)  # strings: Paddle 3
 
@@ -87,6 +91,11 @@ CASES = (
     + [("gelu", [X - 1], {"approximate": mode}) for mode in GELU_MODES]
     + [("softplus", [X * 10 - 8], {"beta": beta, "threshold": threshold})
        for beta in (1, 2, 0.5) for threshold in (20, 1, 3.0)]
+    + [("grid_sample", [X[None], GRID], {"mode": mode, "padding_mode": padding,
+                                         "align_corners": corners})
+       for mode in ("bilinear", "nearest") for padding in ("zeros", "reflection", "border")
+       for corners in (False, True)]
+    + [("grid_sample", [X[None], GRID], {})]
 )
 
 
@@ -135,23 +144,25 @@ def test_each_stand_in_computes_what_paddle_computes(name, inputs, kwargs):
     ("argmax", [X], {"dtype": "float32"}, "dtype"),
     ("gelu", [X], {"approximate": "erf"}, "approximate"),
     ("sum", [X], {"input": "x"}, "input"),
+    ("grid_sample", [X[None], GRID], {"mode": "bicubic"}, "mode"),
 ])
 def test_an_argument_a_stand_in_cannot_build_is_refused_with_the_function_named(
         name, inputs, kwargs, what):
     if "input" in kwargs:  # an alias only Paddle's C++ argument parser knows
         kwargs = {}
-        build = lambda f, x: f(input=x)  # noqa: E731
+        build = lambda f, xs: f(input=xs[0])  # noqa: E731
     else:
-        build = lambda f, x: f(x, **kwargs)  # noqa: E731
+        build = lambda f, xs: f(*xs, **kwargs)  # noqa: E731
     with export_tracing():
         function = stand_in(name, _paddle_function(name))
         paddle.enable_static()
         try:
             with paddle.static.program_guard(paddle.static.Program()):
-                x = paddle.static.data("x", list(X.shape), "float32")
+                xs = [paddle.static.data("x{}".format(i), list(a.shape), "float32")
+                      for i, a in enumerate(inputs)]
                 with pytest.raises(OldIrArgumentError, match=r"paddle\..*{}.*".format(name)) \
                         as error:
-                    build(function, x)
+                    build(function, xs)
         finally:
             paddle.disable_static()
     assert what in str(error.value)
@@ -209,3 +220,49 @@ def test_an_export_computes_what_the_model_computes(tmp_path):
     assert [g.dtype for g in got] == [e.dtype for e in expected]
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+
+
+class DeformableSampling(paddle.nn.Layer):
+    """Values sampled at predicted places, as RT-DETR's deformable attention does:
+    F.grid_sample of a feature map at a grid a layer computes from it; the activation is
+    taken from F when the layer is built (RT-DETR's `getattr(F, activation)`), before any
+    export scope begins."""
+
+    def __init__(self):
+        super().__init__()
+        self.value = paddle.nn.Conv2D(3, 4, 1)
+        self.offsets = paddle.nn.Linear(3, 2 * 5)
+        self.activation = getattr(F, "gelu")
+
+    def forward(self, x):
+        grid = F.tanh(self.offsets(x.mean(axis=[2, 3]))).reshape([-1, 1, 5, 2]) * 1.1
+        return self.activation(F.grid_sample(self.value(x), grid, mode="bilinear",
+                                             padding_mode="zeros", align_corners=False))
+
+
+def test_an_export_with_grid_sample_and_an_early_bound_gelu_computes_what_the_model_computes(
+        tmp_path):
+    from paddle import inference
+
+    from slimext.compat.inference import use_int8_capable_pipeline
+
+    paddle.seed(0)
+    model = DeformableSampling()
+    model.eval()
+    image = np.random.RandomState(0).rand(2, 3, 6, 7).astype("float32")
+    expected = model(paddle.to_tensor(image)).numpy()
+    prefix = str(tmp_path / "model")
+    spec = [paddle.static.InputSpec([2, 3, 6, 7], "float32", "x")]
+    with export_tracing():
+        paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), prefix)
+    config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
+    config.disable_gpu()
+    use_int8_capable_pipeline(config)
+    predictor = inference.create_predictor(config)
+    predictor.get_input_handle(predictor.get_input_names()[0]).copy_from_cpu(image)
+    predictor.run()
+    got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    assert got.shape == expected.shape == (2, 4, 1, 5)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    from paddle import _C_ops
+    assert not getattr(_C_ops.gelu, "_old_ir_fallback", False)   # put back after the scope

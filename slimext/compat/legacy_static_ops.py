@@ -1,7 +1,7 @@
 """Paddle 3.x: let the C++-only tensor functions build old-IR (ProgramDesc) programs again.
 
 From Paddle 3.0 on, about sixty functions (`paddle.multiply`, `F.sigmoid`, `paddle.matmul`,
-...) are bound straight to C++ and accept only dygraph tensors and PIR values. Tracing a
+`F.grid_sample`, ...) are bound straight to C++ and accept only dygraph tensors and PIR values. Tracing a
 model into the old IR, which Paddle Inference's oneDNN INT8 passes still require, then
 fails at the first of them (ppdet's LCNet: `paddle.multiply ... must be Value, but got
 Variable`). Under old-IR static mode the wrappers installed here append the op the old IR
@@ -144,6 +144,30 @@ def _softplus(x, beta=1, threshold=20, name=None):
     return _append("softplus", {"X": x}, {"beta": float(beta), "threshold": float(threshold)})
 
 
+GRID_SAMPLE_MODES = ("bilinear", "nearest")
+GRID_SAMPLE_PADDING = ("zeros", "reflection", "border")
+
+
+def _grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True,
+                 name=None):
+    """F.grid_sample (RT-DETR's deformable attention samples its values with it)."""
+    from paddle.base.layer_helper import LayerHelper
+
+    if mode not in GRID_SAMPLE_MODES:
+        _refuse("nn.functional.grid_sample", "mode={!r}".format(mode))
+    if padding_mode not in GRID_SAMPLE_PADDING:
+        _refuse("nn.functional.grid_sample", "padding_mode={!r}".format(padding_mode))
+    if not isinstance(align_corners, bool):
+        _refuse("nn.functional.grid_sample", "align_corners={!r}".format(align_corners))
+    helper = LayerHelper("grid_sample")
+    out = helper.create_variable_for_type_inference(dtype=x.dtype)
+    helper.append_op(type="grid_sampler", inputs={"X": [x], "Grid": [grid]},
+                     outputs={"Output": [out]},
+                     attrs={"mode": mode, "padding_mode": padding_mode,
+                            "align_corners": align_corners, "use_cudnn": False})
+    return out
+
+
 UNARY = ("sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "abs", "floor", "ceil", "sign",
          "sin", "cos", "log1p", "log2", "log10", "expm1")
 ELEMENTWISE = {"multiply": "elementwise_mul", "maximum": "elementwise_max",
@@ -156,7 +180,8 @@ def old_ir_builders():
     builders.update({name: _elementwise(name, op) for name, op in ELEMENTWISE.items()})
     builders.update(round=_round, matmul=_matmul, sum=_sum,
                     argmax=_arg("argmax", "arg_max"), argmin=_arg("argmin", "arg_min"),
-                    greater_than=_greater_than, gelu=_gelu, softplus=_softplus)
+                    greater_than=_greater_than, gelu=_gelu, softplus=_softplus,
+                    grid_sample=_grid_sample)
     return builders
 
 
@@ -234,7 +259,49 @@ def install_old_ir_fallbacks():
             target, attribute = (holder, "__wrapped__") if holder is not None else (owner, name)
             setattr(target, attribute, replacement)
             undo.append((target, attribute, original))
+    undo.extend(_stand_ins_beneath_forwarding_shims())
     undo.reverse()
+    return undo
+
+
+def _forwards_to_c_ops(function, name):
+    """Paddle's generated shim `def _gelu(*args, **kwargs): return _C_ops.gelu(*args,
+    **kwargs)`, or the `_C_ops` builtin itself: either way `_C_ops.<name>` takes the public
+    function's own arguments."""
+    from paddle import _C_ops
+
+    return function is getattr(_C_ops, name, None) or (
+        "generated_tensor_methods_patch" in (getattr(function, "__module__", "") or "")
+        and getattr(function, "__name__", "") == "_" + name)
+
+
+def _stand_ins_beneath_forwarding_shims():
+    """A model may hold the function itself, taken before the export scope began
+    (RT-DETR's `self.activation = getattr(F, 'gelu')`): the stand-in on `paddle.gelu` never
+    sees that call. Paddle's shim looks `_C_ops.<name>` up at each call, so a stand-in there
+    catches it; only shims forward there in old-IR static mode (Paddle's own functions call
+    `_C_ops` in their dygraph / PIR branches, where the stand-in calls the original)."""
+    import paddle
+    import paddle.nn.functional as F
+    from paddle import _C_ops
+
+    undo = []
+    for name in old_ir_builders():
+        current = getattr(_C_ops, name, None)
+        if current is None or getattr(current, "_old_ir_fallback", False):
+            continue
+        public = [_innermost(getattr(owner, name))[1] for owner in (paddle, F)
+                  if getattr(owner, name, None) is not None]
+        if not public or not all(_forwards_to_c_ops(f, name) or
+                                 getattr(f, "_old_ir_fallback", False) for f in public):
+            continue
+        originals = [getattr(f, "__wrapped__", f) if getattr(f, "_old_ir_fallback", False)
+                     else f for f in public]
+        if not any(_forwards_to_c_ops(f, name) for f in originals):
+            continue
+        setattr(_C_ops, name, _dispatching(current, old_ir_builders()[name],
+                                           "paddle._C_ops." + name))
+        undo.append((_C_ops, name, current))
     return undo
 
 

@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass, field
 
 CONV_OP_TYPES = ("conv2d", "depthwise_conv2d", "fused_conv2d", "conv2d_transpose")
+# Matrix products after Paddle's passes (a linear layer becomes fc; attention stays matmul).
+MATMUL_OP_TYPES = ("fc", "matmul", "matmul_v2", "fused_matmul", "mul")
 # Reorders between fp32 and INT8 regions that Paddle's oneDNN INT8 passes insert.
 REORDER_OP_TYPES = ("quantize", "dequantize", "requantize")
 # Ops that only a quantization-aware (QDQ) export carries.
@@ -42,6 +44,10 @@ class Int8KernelReport:
     # (planned float by the export: explain_fp32_convs; left float by the runtime's own
     # rules); the others the runtime kept fp32 on its own.
     fp32_reasons: dict = field(default_factory=dict)
+    # Matrix products (MATMUL_OP_TYPES; a transformer's linears and attention): all, INT8.
+    # The INT8 ones are counted in int8_ops as well.
+    matmuls: int = 0
+    int8_matmuls: int = 0
 
     @property
     def used_int8(self):
@@ -83,6 +89,7 @@ class Int8KernelReport:
                 "int8_ops": dict(self.int8_ops), "reorders": dict(self.reorders),
                 "fp32_convs": list(self.fp32_convs),
                 "fp32_reasons": {k: list(v) for k, v in self.fp32_reasons.items()},
+                "matmuls": self.matmuls, "int8_matmuls": self.int8_matmuls,
                 "line": self.line()}
 
 
@@ -136,9 +143,13 @@ def is_qdq_program(model_path):
 def paddle_int8_report(optimized_program_path):
     """What ran INT8 in the program Paddle Inference optimized (`_optimized.pdmodel`)."""
     convs, int8_convs, fp32_convs, fp32_filters = 0, 0, [], []
+    matmuls, int8_matmuls = 0, 0
     int8_ops, reorders = collections.Counter(), collections.Counter()
     for op in _all_ops(_read_program(optimized_program_path)):
         int8 = _string_attr(op, "mkldnn_data_type") == "int8"
+        if op.type in MATMUL_OP_TYPES:
+            matmuls += 1
+            int8_matmuls += int(int8)
         if op.type in CONV_OP_TYPES:
             convs += 1
             if int8:
@@ -154,7 +165,8 @@ def paddle_int8_report(optimized_program_path):
         elif int8:
             int8_ops[op.type] += 1
     return Int8KernelReport("paddle", convs, int8_convs, dict(int8_ops), dict(reorders),
-                            fp32_convs, fp32_filters)
+                            fp32_convs, fp32_filters, matmuls=matmuls,
+                            int8_matmuls=int8_matmuls)
 
 
 def explain_fp32_convs(report, model_dir):

@@ -44,12 +44,14 @@ class BackendProfile:
     def rule_for(self, kind):
         # A subtraction (or an n-way add) is placed like an addition: same fused kernels,
         # same scale needs; a stack is a concat along a new axis. A product of two
-        # same-shaped activations stays float unless a rule says otherwise.
+        # same-shaped activations stays float unless a rule says otherwise, and so does a
+        # matmul of two activations (attention): its softmax operand holds weights of
+        # about 1/keys each, which one symmetric 8-bit scale for [0, 1] rounds to zero.
         if kind in ("concat", "stack"):
             return self.concat
         if kind == "gate":
             return self.gate
-        return FLOAT if kind == "multiply" else self.add
+        return FLOAT if kind in ("multiply", "matmul") else self.add
 
 
 # Every input and the output on one scale: a concat that needs no requantization.

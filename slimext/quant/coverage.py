@@ -19,7 +19,8 @@ logger = logging.getLogger("slimext.coverage")
 JOIN_OP_TYPES = {"elementwise_add": "add", "elementwise_sub": "subtract", "sum": "add",
                  "elementwise_mul": "multiply", "concat": "concat", "stack": "stack",
                  "pd_op.add": "add", "pd_op.subtract": "subtract", "pd_op.add_n": "add",
-                 "pd_op.multiply": "multiply", "pd_op.concat": "concat", "pd_op.stack": "stack"}
+                 "pd_op.multiply": "multiply", "pd_op.concat": "concat", "pd_op.stack": "stack",
+                 "matmul_v2": "matmul", "matmul": "matmul", "pd_op.matmul": "matmul"}
 QUANTIZABLE_OP_TYPES = ("conv2d", "depthwise_conv2d", "conv2d_transpose", "matmul_v2",
                         "matmul", "mul", "pd_op.conv2d", "pd_op.depthwise_conv2d",
                         "pd_op.conv2d_transpose", "pd_op.matmul")
@@ -152,7 +153,7 @@ def report_uncovered(uncovered, where, strict):
     lines = [join.describe() for join in uncovered]
     message = ("{} join(s) of activations in the {} were not intercepted and have no "
                "quantizer: {}; write them as x + y, x - y, paddle.add/subtract/add_n/concat/"
-               "stack called through the paddle module (see docs/residual_qat.md, 'Join "
+               "stack/matmul called through the paddle module (see docs/residual_qat.md, 'Join "
                "forms'), or set strict: false to accept them in float".format(
                    len(lines), where, "; ".join(lines)))
     if strict:

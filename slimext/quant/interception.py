@@ -52,6 +52,7 @@ PATCH_POINTS = (
     PatchPoint("add_n", "add", "list"),            # an n-way add, placed like an add
     PatchPoint("concat", "concat", "list"),
     PatchPoint("stack", "stack", "list"),          # placed like a concat
+    PatchPoint("matmul", "matmul", "binary"),      # attention: q @ k^T, weights @ v
     PatchPoint("add_", "add", "inplace"),
     PatchPoint("subtract_", "subtract", "inplace"),
     PatchPoint("multiply_", "multiply", "inplace"),
@@ -78,7 +79,7 @@ def refined_kind(kind, operands):
 # Where the functions above are bound: the tensor classes (dygraph Tensor, old-IR Variable,
 # PIR Value: methods) and Paddle's modules.
 _FUNCTION_OWNERS = ("paddle", "paddle.tensor", "paddle.tensor.math",
-                    "paddle.tensor.manipulation")
+                    "paddle.tensor.manipulation", "paddle.tensor.linalg")
 # Spellings that bypass every patch point: ops Paddle exposes only through _C_ops or the
 # legacy layers API, and functions imported by name before the patch (`from paddle import
 # add`). The coverage check (slimext.quant.coverage) finds such joins in the traced program.

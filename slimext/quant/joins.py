@@ -1,5 +1,5 @@
 """Find the joins of a model: ops that merge two or more activations (add, subtract,
-multiply or gate, concat, stack).
+multiply or gate, concat, stack, matmul).
 
 One forward pass on example inputs with the interception active records every add /
 subtract / concat / stack, where it ran (layer path, ordinal) and what produced each operand.
