@@ -25,6 +25,7 @@ import sys
 import numpy as np
 
 from slimext.fileio import atomic_path, atomic_write_json, atomic_write_text
+from slimext.latency_exports import randomize_zero_filters, set_batch_norm_statistics
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKOUT_CONFIG = "configs/rtdetr/rtdetr_r18vd_6x_coco.yml"
@@ -97,32 +98,6 @@ def _preprocessed(model_dir, image_paths):
     return [preprocess(load_image(path)) for path in image_paths]
 
 
-def _randomize_zero_weights(model):
-    """ppdet zero-initialises RT-DETR's box-head output layers: a trained model has none,
-    and an all-zero weight has no INT8 scale."""
-    import paddle
-
-    for name, param in model.named_parameters():
-        if name.endswith("weight") and param.ndim >= 2 and not bool(param.abs().max() > 0):
-            param.set_value(paddle.normal(0.0, 0.01, param.shape))
-
-
-def _set_batch_norm_statistics(model, inputs):
-    import paddle
-
-    norms = [layer for layer in model.sublayers()
-             if isinstance(layer, paddle.nn.layer.norm._BatchNormBase)]
-    saved = [layer._momentum for layer in norms]
-    for layer in norms:
-        layer._momentum = 0.0
-        layer.train()
-    with paddle.no_grad():
-        model(inputs)
-    for layer, momentum in zip(norms, saved):
-        layer._momentum = momentum
-        layer.eval()
-
-
 def _tensors(arrays):
     import paddle
 
@@ -142,14 +117,14 @@ def float_weights(workdir, config, image_path, size):
     paddle.seed(0)
     model = create(cfg.architecture)
     model.eval()
-    _randomize_zero_weights(model)
+    randomize_zero_filters(model)
     preprocess = Preprocess([{"type": "Resize", "target_size": [size, size], "keep_ratio": False,
                               "interp": 2},
                              {"type": "NormalizeImage", "mean": [0., 0., 0.], "std": [1., 1., 1.],
                               "norm_type": "none"},
                              {"type": "Permute"}])
     inputs = preprocess(load_image(image_path))
-    _set_batch_norm_statistics(model, _tensors(inputs))
+    set_batch_norm_statistics(model, _tensors(inputs))
     prefix = os.path.join(workdir, "float")
     paddle.save(model.state_dict(), prefix + ".pdparams")
     return {"weights": prefix, "ppdet": os.path.dirname(sys.modules["ppdet"].__file__),

@@ -23,12 +23,13 @@ EXPORT_OVERRIDES = {"export.benchmark": True}   # raw head outputs: no decoding,
 
 
 def randomize_zero_filters(model):
-    """ppdet zero-initialises some head convs (PP-YOLOE's pred_cls/pred_reg): a trained model
-    has none, and an all-zero filter has no INT8 scale (the export refuses it)."""
+    """ppdet zero-initialises some head convs and linears (PP-YOLOE's pred_cls/pred_reg,
+    RT-DETR's box-head outputs): a trained model has none, and an all-zero weight has no INT8
+    scale (the export refuses it)."""
     import paddle
 
     for name, param in model.named_parameters():
-        if name.endswith("weight") and param.ndim == 4 and not bool(param.abs().max() > 0):
+        if name.endswith("weight") and param.ndim >= 2 and not bool(param.abs().max() > 0):
             param.set_value(paddle.normal(0.0, 0.01, param.shape))
 
 

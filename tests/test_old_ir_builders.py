@@ -197,25 +197,30 @@ class Reductions(paddle.nn.Layer):
                 paddle.matmul(x, x, transpose_y=True), F.gelu(x, approximate=True))
 
 
-def test_an_export_computes_what_the_model_computes(tmp_path):
+def _run_in_paddle_inference(prefix, x):
+    """Every output of the saved program at prefix, run by Paddle Inference on x."""
     from paddle import inference
 
     from slimext.compat.inference import use_int8_capable_pipeline
 
+    config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
+    config.disable_gpu()
+    use_int8_capable_pipeline(config)
+    predictor = inference.create_predictor(config)
+    predictor.get_input_handle(predictor.get_input_names()[0]).copy_from_cpu(x)
+    predictor.run()
+    return [predictor.get_output_handle(name).copy_to_cpu()
+            for name in predictor.get_output_names()]
+
+
+def test_an_export_computes_what_the_model_computes(tmp_path):
     model = Reductions()
     spec = [paddle.static.InputSpec([2, 3, 4], "float32", "x")]
     expected = [t.numpy() for t in model(paddle.to_tensor(X))]
     prefix = str(tmp_path / "model")
     with export_tracing():
         paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), prefix)
-    config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
-    config.disable_gpu()
-    use_int8_capable_pipeline(config)
-    predictor = inference.create_predictor(config)
-    predictor.get_input_handle(predictor.get_input_names()[0]).copy_from_cpu(X)
-    predictor.run()
-    got = [predictor.get_output_handle(name).copy_to_cpu()
-           for name in predictor.get_output_names()]
+    got = _run_in_paddle_inference(prefix, X)
     assert [g.shape for g in got] == [e.shape for e in expected]
     assert [g.dtype for g in got] == [e.dtype for e in expected]
     for g, e in zip(got, expected):
@@ -242,10 +247,6 @@ class DeformableSampling(paddle.nn.Layer):
 
 def test_an_export_with_grid_sample_and_an_early_bound_gelu_computes_what_the_model_computes(
         tmp_path):
-    from paddle import inference
-
-    from slimext.compat.inference import use_int8_capable_pipeline
-
     paddle.seed(0)
     model = DeformableSampling()
     model.eval()
@@ -255,13 +256,7 @@ def test_an_export_with_grid_sample_and_an_early_bound_gelu_computes_what_the_mo
     spec = [paddle.static.InputSpec([2, 3, 6, 7], "float32", "x")]
     with export_tracing():
         paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), prefix)
-    config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
-    config.disable_gpu()
-    use_int8_capable_pipeline(config)
-    predictor = inference.create_predictor(config)
-    predictor.get_input_handle(predictor.get_input_names()[0]).copy_from_cpu(image)
-    predictor.run()
-    got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    got, = _run_in_paddle_inference(prefix, image)
     assert got.shape == expected.shape == (2, 4, 1, 5)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     from paddle import _C_ops
