@@ -84,9 +84,11 @@ def test_old_ir_tracing_of_functions_bound_to_cpp():
                     "elementwise_max", "arg_max"} <= ops
             exe = paddle.static.Executor(paddle.CPUPlace())
             z, total, index = exe.run(program, feed={"x": x}, fetch_list=outputs)
-            if PADDLE3:  # the failure the stand-ins prevent
-                with pytest.raises((TypeError, ValueError), match="Variable|Value"):
-                    _old_ir_program(*map(_unfixed, fixed))
+            if PADDLE3:
+                # Paddle's own shims (a function a model took before the scope) reach the
+                # stand-ins beneath them on _C_ops, so they build old-IR ops too.
+                unfixed_program, _ = _old_ir_program(*map(_unfixed, fixed))
+                assert {op.type for op in unfixed_program.global_block().ops} == ops
         finally:
             paddle.disable_static()
     y = x / (1 + np.exp(-x))
