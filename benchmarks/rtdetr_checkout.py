@@ -48,7 +48,7 @@ EvalDataset: {{dataset_dir: {data}}}
 TestDataset: {{dataset_dir: {data}}}
 DETRPostProcess: {{num_top_queries: 100}}
 EvalReader:
-  sample_transforms:
+  sample_transforms: &transforms
     - Decode: {{}}
     - Resize: {{target_size: [{size}, {size}], keep_ratio: False, interp: 2}}
     - NormalizeImage: {{mean: [0., 0., 0.], std: [1., 1., 1.], norm_type: none}}
@@ -57,11 +57,7 @@ EvalReader:
 TestReader:
   inputs_def:
     image_shape: [3, {size}, {size}]
-  sample_transforms:
-    - Decode: {{}}
-    - Resize: {{target_size: [{size}, {size}], keep_ratio: False, interp: 2}}
-    - NormalizeImage: {{mean: [0., 0., 0.], std: [1., 1., 1.], norm_type: none}}
-    - Permute: {{}}
+  sample_transforms: *transforms
   batch_size: 1
 """
 
