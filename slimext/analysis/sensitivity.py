@@ -24,8 +24,7 @@ import numpy as np
 import paddle
 
 from slimext.quant.quantizers import bypassed
-from slimext.compat.quantizer_internals import (is_moving_average,
-                                                start_moving_average_at_next_batch)
+from slimext.compat.quantizer_internals import is_moving_average, restart_moving_average
 
 MODES = ("alone", "float_alone")
 
@@ -71,9 +70,9 @@ def _distinct(layers):
 
 def _restart_moving_average(quantizer):
     # Paddle starts state and accum at 1, which pulls a scale towards 1.0 for the first
-    # several batches; restarted, the first batch gives its exact abs-max.
+    # several batches; from zero the first batch gives its exact abs-max.
     if is_moving_average(quantizer):
-        start_moving_average_at_next_batch(quantizer)
+        restart_moving_average(quantizer)
 
 
 def _observe_only(layer):
