@@ -97,13 +97,20 @@ def test_old_ir_tracing_of_functions_bound_to_cpp():
     np.testing.assert_array_equal(index, x.argmax(axis=-1))
 
 
+def _beneath_interception():
+    """The functions as called: beneath slimext's join interception where a quantized model
+    alive in this process has it installed (the stand-ins go beneath it)."""
+    return tuple(f.__wrapped__ if getattr(f, "_slimext_forwards", False) else f
+                 for f in _functions_bound_to_cpp())
+
+
 def test_the_stand_ins_exist_only_inside_the_export_scope():
-    before = _functions_bound_to_cpp()
+    before = _beneath_interception()
     with export_tracing():
-        inside = _functions_bound_to_cpp()
+        inside = _beneath_interception()
         with export_tracing():  # nested: nothing installed twice
-            assert _functions_bound_to_cpp() == inside
-    assert _functions_bound_to_cpp() == before
+            assert _beneath_interception() == inside
+    assert _beneath_interception() == before
     if PADDLE3:
         assert all(getattr(f, "_old_ir_fallback", False) for f in inside)
         assert all(f is _unfixed(g) for f, g in zip(before, inside))
