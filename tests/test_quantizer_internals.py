@@ -98,3 +98,39 @@ def test_a_moved_program_editing_method_fails_loudly_with_the_version():
 
     with pytest.raises(ProgramEditingChanged, match=r"_remove_op.*Paddle \d"):
         remove_op(object(), 0)
+
+
+def test_qat_scales_start_at_the_first_batch_abs_max():
+    """Paddle's quantizers start at state = accum = 1 (a first scale of (0.9 + max) / 1.9,
+    half the range clipped); slimext's QAT starts each one from its first batch."""
+    from quant_models import ResidualNet, example_input
+    from slimext.compat.quantizer_internals import is_moving_average
+    from slimext.quant import QATQuantizer
+
+    paddle.seed(0)
+    x = example_input() * 20   # an abs max far from the initial 1
+    model = QATQuantizer(backend="onednn")(ResidualNet(), example_inputs=[x])
+    observers = {name: layer for name, layer in model.named_sublayers()
+                 if is_moving_average(layer)}
+    seen, second = {}, {}
+
+    def record(name):
+        def hook(layer, inputs):
+            (second if name in seen else seen)[name] = float(inputs[0].abs().max())
+        return hook
+
+    hooks = [layer.register_forward_pre_hook(record(name)) for name, layer in observers.items()]
+    model.train()
+    model(x)
+    assert len(seen) == len(observers) > 3
+    for name, layer in observers.items():
+        scale, state, accum = moving_average_state(layer)
+        assert float(scale) == pytest.approx(seen[name], rel=1e-5), name
+    # ... and the average goes on from there: (0.9 max1 + max2) / 1.9, not max2 alone.
+    model(x * 0.5)
+    for hook in hooks:
+        hook.remove()
+    for name, layer in observers.items():
+        scale, state, accum = moving_average_state(layer)
+        assert float(scale) == pytest.approx((0.9 * seen[name] + second[name]) / 1.9,
+                                             rel=1e-5), name

@@ -76,6 +76,18 @@ def restart_moving_average(quantizer):
     accum.set_value(accum.numpy() * 0)
 
 
+def start_moving_average_at_next_batch(quantizer):
+    """Give the initial state and accumulator (1 and 1 in Paddle) a negligible weight, so
+    the next training batch sets the scale to its own abs max and the average goes on from
+    there. Not zero: Paddle's kernel then stops accumulating (the scale follows each batch
+    alone; measured on 2.6.2 and 3.3.1)."""
+    import numpy as np
+
+    _, state, accum = moving_average_state(quantizer)
+    for tensor in (state, accum):
+        tensor.set_value(np.full(tensor.shape, 1e-6, dtype="float32"))
+
+
 def set_moving_average_state(quantizer, scale, state, accum):
     for attr, value in ((SCALE, scale), (STATE, state), (ACCUM, accum)):
         _require(quantizer, attr, "moving-average scales").set_value(value)

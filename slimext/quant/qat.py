@@ -18,12 +18,25 @@ from slimext.quant.coverage import JoinCoverageError, report_uncovered, trace_un
 from slimext.quant.joins import trace_joins
 from slimext.quant.plan import build_plan
 from slimext.quant.settings import QuantSettings
-from slimext.compat.quantizer_internals import (layer_quantizers, quantize_layer_inputs_only,
-                                                set_quant_bits)
+from slimext.compat.quantizer_internals import (is_moving_average, layer_quantizers,
+                                                quantize_layer_inputs_only, set_quant_bits,
+                                                start_moving_average_at_next_batch)
 
 logger = logging.getLogger("slimext.qat")
 
 DEFAULT_INPUT_SHAPE = (1, 3, 320, 320)
+
+
+def start_scales_at_first_batch(model):
+    """Paddle's moving-average quantizers start with state = accum = 1, so the first training
+    step's scale is (0.9 + max) / 1.9: about half the tensor's range is clipped and it takes
+    some ten steps to recover. Where outputs go through exp (YOLOv3's box sizes) that first
+    step's loss is several times the float model's and the next one is NaN. Restarted, the
+    first batch sets each scale to its own abs max; a checkpoint loaded afterwards (resume,
+    eval, export) brings its own values."""
+    for layer in model.sublayers():
+        if is_moving_average(layer):
+            start_moving_average_at_next_batch(layer)
 
 
 def _ppdet_example_inputs(input_shape):
@@ -138,6 +151,7 @@ class QATQuantizer:
         self._wrap_layers(model)
         self.handler = attach_join_quantizers(model, self.plan,
                                               self.quant_config["moving_rate"])
+        start_scales_at_first_batch(model)
         if self.monitor is not None:
             self.monitor.attach(model, self)
         if training:
