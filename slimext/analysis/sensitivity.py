@@ -24,7 +24,8 @@ import numpy as np
 import paddle
 
 from slimext.quant.quantizers import bypassed
-from slimext.compat.quantizer_internals import is_moving_average, restart_moving_average
+from slimext.compat.quantizer_internals import (is_moving_average,
+                                                start_moving_average_at_next_batch)
 
 MODES = ("alone", "float_alone")
 
@@ -70,9 +71,9 @@ def _distinct(layers):
 
 def _restart_moving_average(quantizer):
     # Paddle starts state and accum at 1, which pulls a scale towards 1.0 for the first
-    # several batches; from zero the first batch gives its exact abs-max.
+    # several batches; restarted, the first batch gives its exact abs-max.
     if is_moving_average(quantizer):
-        restart_moving_average(quantizer)
+        start_moving_average_at_next_batch(quantizer)
 
 
 def _observe_only(layer):

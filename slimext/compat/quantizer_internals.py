@@ -69,13 +69,6 @@ def is_moving_average(quantizer):
     return all(getattr(quantizer, attr, None) is not None for attr in (SCALE, STATE, ACCUM))
 
 
-def restart_moving_average(quantizer):
-    """Zero state and accumulator, so the next batch sets the scale to its own abs max."""
-    _, state, accum = moving_average_state(quantizer)
-    state.set_value(state.numpy() * 0)
-    accum.set_value(accum.numpy() * 0)
-
-
 def start_moving_average_at_next_batch(quantizer):
     """Give the initial state and accumulator (1 and 1 in Paddle) a negligible weight, so
     the next training batch sets the scale to its own abs max and the average goes on from
