@@ -111,9 +111,12 @@ def example_input(size=32, batch=1):
 
 
 def train_steps(model, steps=4, size=32):
-    """A few SGD steps so BN statistics and moving-average scales are real."""
+    """A few SGD steps so BN statistics and moving-average scales are real. The loss is
+    the raw outputs' energy (thousands on these nets), so the gradient is clipped: without
+    that, one step can take a residual net to inf once the first scales stop clipping."""
     model.train()
-    optimizer = paddle.optimizer.SGD(0.01, parameters=model.parameters())
+    optimizer = paddle.optimizer.SGD(0.01, parameters=model.parameters(),
+                                     grad_clip=paddle.nn.ClipGradByGlobalNorm(1.0))
     for step in range(steps):
         paddle.seed(step)
         loss = model(paddle.randn([4, 3, size, size])).pow(2).mean()
