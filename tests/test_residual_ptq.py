@@ -6,7 +6,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import DEMO_CONFIG, run_tool
+from conftest import DEMO_CONFIG, REPO_ROOT, run_tool
 from quant_models import ResidualNet, example_input, train_steps
 from test_cli_errors import assert_one_error_line
 from test_residual_qat_export import INPUT_SPEC, run_int8
@@ -286,3 +286,32 @@ def test_other_tools_point_a_ptq_config_to_post_quant(tool, dataset_overrides, t
     result = run_tool([tool, "-c", DEMO_CONFIG, "--slim_config", PTQ_SLIM,
                        "-o", "weights=" + str(tmp_path / "float")] + dataset_overrides)
     assert_one_error_line(result, "post-training quantization", "tools/post_quant.py")
+
+
+def test_post_quant_of_a_detector_whose_forward_reads_an_input_its_outputs_do_not_use(
+        ppdet_workspace, tiny_dataset, tmp_path):
+    """GFL's forward reads inputs['im_shape'] that its program never uses: ppdet's
+    Trainer.post_quant passes the full spec, the export saves the pruned one, and it must
+    trace with every input (it failed with KeyError: 'im_shape')."""
+    from ppdet.engine import Trainer
+    from ppdet.slim import build_slim_model
+
+    config = os.path.join(REPO_ROOT, "configs", "gfl", "gfl_r18vd_192_demo.yml")
+    slim_config = os.path.join(REPO_ROOT, "configs", "slim", "residual_ptq",
+                               "gfl_r18vd_demo_residual_ptq.yml")
+    cfg = ppdet_workspace.load_config(config)
+    paddle.seed(0)
+    weights = str(tmp_path / "gfl_random")
+    paddle.save(ppdet_workspace.create(cfg.architecture).state_dict(), weights + ".pdparams")
+    ppdet_workspace.merge_config({"weights": weights, "worker_num": 0,
+                                  "EvalReader": {"batch_size": 4}, **{
+        section: {"dataset_dir": tiny_dataset}
+        for section in ("TrainDataset", "EvalDataset", "TestDataset")}})
+    cfg = build_slim_model(cfg, slim_config, mode="test")
+    cfg["quant_batch_num"] = 1
+    trainer = Trainer(cfg, mode="eval")
+    trainer.load_weights(cfg.weights)
+    trainer.post_quant(str(tmp_path / "out"))
+
+    export = tmp_path / "out" / "gfl_r18vd_demo_residual_ptq"
+    assert validate_saved_model(str(export / "model"))["join_quantizers"] > 0

@@ -210,10 +210,12 @@ class PTQCalibrator:
             return "no calibration has run"
         return self._session.table(self.thresholds)
 
-    def save_quantized_model(self, model, path, input_spec=None, **config):
-        """Finish calibration (if not done) and write the validated INT8 QDQ export."""
+    def save_quantized_model(self, model, path, input_spec=None, trace_spec=None, **config):
+        """Finish calibration (if not done) and write the validated INT8 QDQ export
+        (trace_spec: see QATQuantizer.save_quantized_model)."""
         self.finish_calibration(model)
-        return self.qat.save_quantized_model(model, path, input_spec=input_spec)
+        return self.qat.save_quantized_model(model, path, input_spec=input_spec,
+                                             trace_spec=trace_spec)
 
 
 def _compute_weight_scales(model, quantizers):

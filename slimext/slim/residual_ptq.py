@@ -8,7 +8,7 @@ from ppdet.core.workspace import register, serializable
 from ppdet.utils.logger import setup_logger
 
 from slimext.quant.ptq import PTQCalibrator
-from slimext.slim.input_spec import prune_unused_inputs
+from slimext.slim.input_spec import detector_inputs, prune_unused_inputs
 from slimext.slim.residual_qat import _configured_input_shape, log_plan
 from slimext.slim.settings import PTQ_METHOD, parse_slim_settings
 
@@ -122,8 +122,13 @@ class ResidualPTQ(object):
 
     def save_quantized_model(self, layer, path, input_spec=None, **config):
         self.finish_calibration(layer)
+        trace_spec = None
         if input_spec is not None:
-            input_spec = prune_unused_inputs(layer, input_spec)
-        report = self.core.save_quantized_model(layer, path, input_spec=input_spec)
+            # Traced with every detector input (GFL's forward reads im_shape even where
+            # its outputs do not use it), saved with those the program reads.
+            trace_spec = detector_inputs(input_spec)
+            input_spec = prune_unused_inputs(layer, trace_spec)
+        report = self.core.save_quantized_model(layer, path, input_spec=input_spec,
+                                                trace_spec=trace_spec)
         logger.info("ResidualPTQ export: {}".format(report))
         return report
