@@ -105,6 +105,28 @@ class TwoLevelScores(nn.Layer):
         return paddle.concat([s.flatten(2) for s in scores], axis=2)
 
 
+class TwoLevelBoxes(nn.Layer):
+    """GFL's per-level decoding: each level's box corners are joined (a concat of two
+    activations, through a reshape) before the next level's convs run; only the output
+    reads the boxes. The last line's residual add does feed a conv."""
+
+    def __init__(self, channels=8):
+        super().__init__()
+        self.stem = nn.Conv2D(3, channels, 3, padding=1)
+        self.reg = nn.LayerList([nn.Conv2D(channels, 4, 1) for _ in range(2)])
+        self.mix = nn.Conv2D(channels, channels, 1)
+
+    def forward(self, x):
+        feats = [self.stem(x), F.avg_pool2d(self.stem(x), 2)]
+        boxes = []
+        for i, f in enumerate(feats):
+            distances = self.reg[i](f).flatten(2).transpose([0, 2, 1])
+            corners = paddle.concat([-distances[:, :, :2], distances[:, :, 2:]], axis=-1)
+            boxes.append(corners.reshape([0, -1, 4]))
+        mixed = self.mix(feats[0] + feats[0].exp())
+        return paddle.concat(boxes, axis=1), mixed
+
+
 def example_input(size=32, batch=1):
     paddle.seed(0)
     return paddle.randn([batch, 3, size, size])

@@ -1,8 +1,8 @@
 """Join discovery and the per-backend quantization plan (no training, no export)."""
 import pytest
 
-from quant_models import (Attention, GatedNet, MixedJoins, ResidualNet, TwoLevelScores,
-                          example_input, tokens_input)
+from quant_models import (Attention, GatedNet, MixedJoins, ResidualNet, TwoLevelBoxes,
+                          TwoLevelScores, example_input, tokens_input)
 from slimext.quant import build_plan, discover_joins
 from slimext.quant.joins import trace_joins
 from slimext.quant.rules import RuleError
@@ -151,6 +151,17 @@ def test_a_score_product_no_layer_takes_stays_float_though_convs_run_after_it():
     skipped = {p.site: p.skipped for p in plan.joins if p.skipped}
     assert "<model>:gate#0" in skipped and "<model>:gate#1" in skipped
     assert not plan.quantizers
+
+
+def test_box_corners_joined_before_later_convs_stay_float_a_join_a_conv_reads_does_not():
+    joins = joins_of(TwoLevelBoxes())
+    assert {"<model>:concat#0", "<model>:concat#1", "<model>:add#0"} <= set(joins)
+    plan = build_plan(list(joins.values()), [], "onednn")
+    skipped = {p.site: p.skipped for p in plan.joins if p.skipped}
+    # level 0's corners are joined before level 1's conv runs; no conv reads them
+    assert "no conv/linear uses its output" in skipped["<model>:concat#0"]
+    assert "<model>:concat#1" in skipped
+    assert "<model>:add#0" not in skipped
 
 
 def test_rules_last_match_wins_and_are_reported():

@@ -124,6 +124,8 @@ class JoinTracer:
         self._alive = []       # keep traced tensors alive so their ids stay unique
         self._order = 0
         self._last_quantizable_call = 0
+        self._join_outputs = {}          # site -> its output tensors (one per call)
+        self._quantizable_inputs = []    # what conv/linear layers took, for data flow
         self._hooks = []
         for path, layer in model.named_sublayers():
             self._hooks.append(layer.register_forward_pre_hook(self._consumer_hook(path, layer)))
@@ -141,6 +143,8 @@ class JoinTracer:
             if quantizable:
                 self._order += 1
                 self._last_quantizable_call = self._order
+                self._quantizable_inputs.extend(
+                    t for t in _flatten(inputs) if _is_tensor(t) and not t.stop_gradient)
             for tensor in _flatten(inputs):
                 if id(tensor) not in self._producers:
                     self._record(tensor, "op before {}".format(path))
@@ -173,6 +177,7 @@ class JoinTracer:
                 self._record(result, origin)
             return result
         self._record(result, site)
+        self._join_outputs.setdefault(site, []).append(result)
         if site in self.joins:
             self.joins[site].calls += 1
         else:
@@ -218,13 +223,37 @@ class JoinTracer:
             join.followed_by_quantizable = self._last_quantizable_call > join.output_order
             if join.kind in _PRODUCT_KINDS and not join.consumers:
                 join.followed_by_quantizable = False
+        for site in self._joins_no_layer_reads():
+            self.joins[site].followed_by_quantizable = False
         return list(self.joins.values())
+
+    def _joins_no_layer_reads(self):
+        """Joins that come before a conv/linear call but that no conv/linear input depends
+        on, by the autograd graph of the discovery forward: GFL decodes each level's boxes
+        (concat of corners) before the next level's convs run, so call order alone would
+        quantize box coordinates that only NMS reads."""
+        candidates = [site for site, join in self.joins.items()
+                      if join.followed_by_quantizable and site in self._join_outputs
+                      and all(not t.stop_gradient for t in self._join_outputs[site])]
+        if not candidates or not self._quantizable_inputs:
+            return []
+        outputs = [t for site in candidates for t in self._join_outputs[site]]
+        total = paddle.add_n([t.astype("float32").sum() for t in self._quantizable_inputs])
+        grads = paddle.grad([total], outputs, allow_unused=True)
+        unread, at = [], 0
+        for site in candidates:
+            count = len(self._join_outputs[site])
+            if all(g is None for g in grads[at:at + count]):
+                unread.append(site)
+            at += count
+        return unread
 
     def close(self):
         for handle in self._hooks:
             handle.remove()
         self.stack.remove()
         self._alive = []
+        self._join_outputs, self._quantizable_inputs = {}, []
 
 
 def _as_activation_inputs(example_inputs):
