@@ -55,16 +55,38 @@ class ProjectedBins(nn.Layer):
         return paddle.concat(distances, axis=1)
 
 
+class StridedIntegral(nn.Layer):
+    """GFL's distribution integral: per level a softmax over bins, projected onto one
+    buffer [0, 1, ..., reg_max] by a matmul, times the level's stride (a scale op)."""
+
+    def __init__(self, channels=8, reg_max=7, strides=(8, 16, 32)):
+        super().__init__()
+        self.reg_max, self.strides = reg_max, strides
+        self.stem = nn.Conv2D(3, channels, 3, padding=1)
+        self.reg = nn.LayerList([nn.Conv2D(channels, 4 * (reg_max + 1), 1) for _ in strides])
+        self.register_buffer("project", paddle.linspace(0, reg_max, reg_max + 1))
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        distances = []
+        for level, (reg, stride) in enumerate(zip(self.reg, self.strides)):
+            feature = F.avg_pool2d(x, 2 ** level) if level else x
+            bins = F.softmax(reg(feature).transpose([0, 2, 3, 1]).reshape(
+                [-1, self.reg_max + 1]), axis=1)
+            distances.append((F.linear(bins, self.project) * stride).reshape([1, -1]))
+        return paddle.concat(distances, axis=1)
+
+
 def quantize(model, rules=None):
     qat = QATQuantizer(backend="onednn", rules=rules)
     model = qat(model, example_inputs=[example_input()])
     return qat, train_steps(model)
 
 
-def export(tmp_path, model_kwargs=None, rules=None):
+def export(tmp_path, model_kwargs=None, rules=None, head=ProjectedBins):
     """Export the head; write an infer_cfg.yml so the tools and create_detector load it."""
     paddle.seed(0)
-    qat, model = quantize(ProjectedBins(**(model_kwargs or {})), rules)
+    qat, model = quantize(head(**(model_kwargs or {})), rules)
     prefix = str(tmp_path / "model")
     report = qat.save_quantized_model(model, prefix, input_spec=INPUT_SPEC)
     write_infer_cfg(tmp_path)
@@ -127,6 +149,18 @@ def test_a_projection_applied_per_level_exports_and_runs_int8(tmp_path, rules, i
         assert report["int8_constants"] == [
             {"weight": report["int8_constants"][0]["weight"], "op": "conv2d", "exact": True}]
     assert report["int8_weights"] == report["planned_layers"] == (4 if rules is None else 5)
+
+
+def test_one_projection_buffer_scaled_per_level_keeps_each_level_s_stride_in_int8(tmp_path):
+    """oneDNN folds each level's stride into the matmul's constant Y in place: with one
+    dequantized copy read by every level, all strides multiplied into it (INT8 distances
+    thousands of times too large); each level reads its own copy."""
+    _, report = export(tmp_path, head=StridedIntegral)
+    assert [c["op"] for c in report["int8_constants"]] == ["matmul_v2"]
+    result = run_int8(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["max_diff"] < 0.05 * measured["ref_max"], measured
 
 
 def test_export_refuses_an_integer_weight_the_pass_would_abort_on(tmp_path):

@@ -72,20 +72,23 @@ def _store_constant_weights_as_int8(program, scope, place):
     PP-YOLOE's DFL projection conv, which ppdet marks skip_quant, has that filter).
     Integer-valued constants in [-127, 127] get scale 127, which makes the dequantization
     exact; a conv filter gets a copy only then (slimext.quant.validate refuses the rest).
+
+    Every op reading the constant gets its own INT8 copy: oneDNN's QDQ pass turns a
+    dequantized weight back into one float variable, and matmul_v2_scale_fuse_pass then
+    multiplies a following `scale` into that matmul's Y in place; a Y shared by several
+    matmul+scale pairs (GFL's DFL projection, one per level, strides 8 to 128) took every
+    level's stride (INT8 mAP 0).
     """
     import numpy as np
 
     block = program.global_block()
     producers = {name: op for op in block.ops for name in op.output_arg_names}
-    converted, dequantized_of = [], {}
+    converted, readers = [], {}
     for op in list(block.ops):
         slot = CONSTANT_WEIGHT_SLOTS.get(op.type)
         if slot is None:
             continue
         name = op.input(slot)[0]
-        if name in dequantized_of:  # one INT8 copy serves every op that reads the constant
-            rename_input(op, name, dequantized_of[name])
-            continue
         var = block.vars.get(name)
         if var is None or not var.persistable or name in producers:
             continue
@@ -93,28 +96,38 @@ def _store_constant_weights_as_int8(program, scope, place):
         exact = bool(np.all(values == np.round(values)) and np.abs(values).max() <= 127)
         if slot == "Filter" and not exact:
             continue  # a float filter the pass leaves alone, or one it cannot (refused)
-        scale = 127.0 if exact else float(np.abs(values).max() or 1.0)
-        int8_values = np.round(values / scale * 127.0).astype("int8")
-        int8_name, scale_name, zero_name = name + "@int8", name + "@scale", name + "@zero"
-        for var_name, data in ((int8_name, int8_values),
-                               (scale_name, np.array([scale], "float32")),
-                               (zero_name, np.array([0], "int32"))):
-            block.create_var(name=var_name, shape=data.shape, dtype=str(data.dtype),
-                             persistable=True)
-            scope.var(var_name).get_tensor().set(data, place)
-        dequantized = block.create_var(name=name + "@dequantized", shape=var.shape,
-                                       dtype=var.dtype, persistable=False)
-        position = block.ops.index(op)
-        insert_op(block, position, type="dequantize_linear",
-                         inputs={"X": [int8_name], "Scale": [scale_name],
-                                 "ZeroPoint": [zero_name]},
-                         outputs={"Y": [dequantized]},
-                         attrs={"quant_axis": -1, "bit_length": 8})
-        rename_input(op, name, dequantized.name)
-        dequantized_of[name] = dequantized.name
-        converted.append({"weight": name, "op": op.type, "exact": exact})
+        reader = readers.get(name, 0)
+        readers[name] = reader + 1
+        _dequantized_copy(block, scope, place, op, name, values, exact, reader)
+        if reader == 0:
+            converted.append({"weight": name, "op": op.type, "exact": exact})
     sync_with_cpp(program)
     return converted
+
+
+def _dequantized_copy(block, scope, place, op, name, values, exact, reader):
+    """`op` reads its own INT8 copy of the constant through a dequantize_linear:
+    '<name>@int8' and '<name>@dequantized' for the first reader, '<name>@<k>@int8' ... for
+    the k-th after it (what precedes the first '@' names the constant)."""
+    import numpy as np
+
+    scale = 127.0 if exact else float(np.abs(values).max() or 1.0)
+    prefix = name if reader == 0 else "{}@{}".format(name, reader)
+    int8_name, scale_name, zero_name = (prefix + "@" + kind
+                                        for kind in ("int8", "scale", "zero"))
+    for var_name, data in ((int8_name, np.round(values / scale * 127.0).astype("int8")),
+                           (scale_name, np.array([scale], "float32")),
+                           (zero_name, np.array([0], "int32"))):
+        block.create_var(name=var_name, shape=data.shape, dtype=str(data.dtype),
+                         persistable=True)
+        scope.var(var_name).get_tensor().set(data, place)
+    var = block.vars[name]
+    dequantized = block.create_var(name=prefix + "@dequantized", shape=var.shape,
+                                   dtype=var.dtype, persistable=False)
+    insert_op(block, block.ops.index(op), type="dequantize_linear",
+              inputs={"X": [int8_name], "Scale": [scale_name], "ZeroPoint": [zero_name]},
+              outputs={"Y": [dequantized]}, attrs={"quant_axis": -1, "bit_length": 8})
+    rename_input(op, name, dequantized.name)
 
 
 def _to_qdq(program, scope, place):
