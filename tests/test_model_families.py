@@ -94,10 +94,7 @@ FP32_CONVS["gfl_r18vd"] += 1
 SCORE_TOLERANCE = 0.1
 # Families whose INT8 run does not yet agree with fake-quant (a known defect, tracked):
 # the test expects the disagreement, so it fails once fixed and must then be removed here.
-KNOWN_DISAGREEMENT = {
-    # GFL R18-vd: 0.149 (scores near the 0.01 prior; 7 fp32 FPN convs between INT8 regions).
-    "gfl_r18vd": "INT8 scores differ from fake-quant",
-}
+KNOWN_DISAGREEMENT = {}
 TOP_K = 50
 # The demo val images the scales are collected on (the compared one is image 0).
 CALIBRATION_IMAGES = (1, 2, 3)
